@@ -1,0 +1,37 @@
+# Two commands for a fresh machine: `make demo` (a small real sweep) and
+# `make test` (the whole suite). Each installs what it needs first.
+SHELL := /bin/bash
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+
+.PHONY: demo test bench data install lint clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[test,dev]'
+	touch $(STAMP)
+
+# Debian's package holds the real Fashion-MNIST (IDX files), read offline.
+data:
+	@if [ -z "$$FASHION_MNIST_DIR" ] && [ ! -f $(FMNIST) ]; then \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq dataset-fashion-mnist; \
+	fi
+
+demo: install data
+	$(BIN)/explorer inspect spaces/quickstart.yaml
+
+test: install data
+	$(BIN)/python -m pytest -q
+
+lint: install
+	$(BIN)/ruff check explorer analysis tests benchmarks
+
+clean:
+	rm -rf $(VENV) runs .pytest_cache

@@ -1,0 +1,96 @@
+"""The training recipe and the other sections of a space file, validated once.
+
+Each section is a frozen pydantic model with unknown keys forbidden, so a typo in
+a space file is an error that names the key, never a silently ignored setting.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, strict=True)
+
+
+class Recipe(Section):
+    """How one network is trained. Defaults: the documented Fashion-MNIST recipe."""
+
+    epochs: int = Field(15, ge=1)
+    batch_size: int = Field(128, ge=1)
+    optimizer: Literal["sgd", "adam", "adamw"] = "sgd"
+    learning_rate: float = Field(0.04, gt=0)  # paper: 0.04 with poly decay
+    momentum: float = Field(0.9, ge=0, lt=1)  # sgd only
+    nesterov: bool = False
+    weight_decay: float = Field(5e-4, ge=0)  # paper: 0.0002 on ImageNet
+    schedule: Literal["poly", "cosine", "constant"] = "cosine"
+    poly_power: float = Field(1.0, gt=0)  # paper: linear (power 1) decay to 0
+    warmup_epochs: float = Field(1.0, ge=0)  # linear warm-up steadies the first steps
+    label_smoothing: float = Field(0.0, ge=0, lt=1)
+    augment: bool = False  # random crop (pad 4) + horizontal flip, per batch
+    eval_batch_size: int = Field(1000, ge=1)
+    # For testing fault handling: make the run produce a NaN loss or raise at
+    # this epoch, as a real divergence or a crash would.
+    inject_fault: Literal["none", "nan", "error"] = "none"
+    fault_epoch: int = Field(1, ge=1)
+
+    @model_validator(mode="after")
+    def _warmup_fits(self):
+        if self.warmup_epochs >= self.epochs and self.warmup_epochs > 0:
+            raise ValueError(
+                f"warmup_epochs ({self.warmup_epochs}) must be less than epochs ({self.epochs})"
+            )
+        return self
+
+
+class DatasetConfig(Section):
+    """Which data set, named as in tensorflow-datasets, and how much of it."""
+
+    name: str = "fashion_mnist"
+    data_dir: str | None = None  # a TFDS data_dir with the prepared data set
+    train_size: int | None = Field(None, ge=1)  # first N training examples
+    test_size: int | None = Field(None, ge=1)  # first N test examples
+
+
+class SearchConfig(Section):
+    """How points are chosen and how many seeds each gets."""
+
+    method: Literal["grid", "random", "tpe"] = "grid"
+    seeds: int = Field(1, ge=1)
+    num_samples: int = Field(8, ge=1)  # random / tpe: points to draw
+    seed: int = 0  # sampling seed; training seeds are 0..seeds-1
+    scheduler: Literal["none", "asha"] = "none"
+    max_failures: int = Field(1, ge=0)  # retries of a trial whose worker died
+
+
+METRICS = (
+    "accuracy", "top5", "int8_accuracy", "test_loss", "params", "bytes_f32",
+    "bytes_int8", "flops", "latency_b1_ms", "latency_b128_ms", "wall_s",
+)  # fmt: skip
+
+
+class Constraints(Section):
+    """Limits checked before a trial starts; a point over them is skipped."""
+
+    max_params: int | None = Field(None, ge=1)
+    max_bytes_f32: int | None = Field(None, ge=1)
+    max_bytes_int8: int | None = Field(None, ge=1)
+    max_flops: int | None = Field(None, ge=1)
+
+    def violations(self, summary: dict) -> list[str]:
+        """Reasons a point's complexity summary breaks these limits."""
+        out = []
+        for key, limit in self.model_dump().items():
+            metric = key.removeprefix("max_")
+            if limit is not None and summary[metric] > limit:
+                out.append(f"{metric} {summary[metric]:,} > {key} {limit:,}")
+        return out
+
+
+class Resources(Section):
+    """What one trial asks of Ray."""
+
+    cpus_per_trial: float = Field(1.0, gt=0)
+    gpus_per_trial: float = Field(0.0, ge=0)

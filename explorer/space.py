@@ -1,0 +1,328 @@
+"""Search-space YAML -> validated Space -> points (grid or seeded random).
+
+Every problem with a space file raises `SpaceError` with one line naming the
+file, the key path and what was expected; the CLI prints it and exits with 2.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import itertools
+import math
+import typing
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pydantic
+import yaml
+
+from explorer import architecture as arch
+from explorer.data import DatasetError, info
+from explorer.recipe import (
+    METRICS,
+    Constraints,
+    DatasetConfig,
+    Recipe,
+    Resources,
+    SearchConfig,
+)
+
+
+class SpaceError(Exception):
+    """A space file that cannot be used; the message names file and key."""
+
+    def __init__(self, path: str | Path, key: str, message: str):
+        where = f"{path}: {key}: " if key else f"{path}: "
+        super().__init__(where + message)
+        self.path, self.key, self.message = str(path), key, message
+
+
+ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
+RECIPE_KEYS = set(Recipe.model_fields)
+# Set by the data set, never by the space.
+DATA_KEYS = {"num_classes", "image_size", "in_channels"}
+SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS
+DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
+TOP_KEYS = {
+    "name", "description", "base", "dataset", "space", "train", "search",
+    "objectives", "constraints", "resources",
+}  # fmt: skip
+
+
+@dataclasses.dataclass(frozen=True)
+class Domain:
+    """Where one metaparameter ranges: fixed, a set of values, or a range."""
+
+    kind: str  # fixed | values | uniform | loguniform | int
+    values: tuple = ()  # fixed (one value) and values
+    low: float = 0.0
+    high: float = 0.0
+
+    @property
+    def is_discrete(self) -> bool:
+        return self.kind in ("fixed", "values")
+
+    def sample(self, rng: np.random.Generator):
+        """One value drawn from the domain."""
+        if self.is_discrete:
+            return self.values[int(rng.integers(len(self.values)))]
+        if self.kind == "uniform":
+            return float(rng.uniform(self.low, self.high))
+        if self.kind == "loguniform":
+            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
+        return int(rng.integers(int(self.low), int(self.high) + 1))
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A validated space file."""
+
+    path: str
+    name: str
+    description: str
+    base: str
+    base_spec: arch.ArchSpec  # the base preset, adapted to the data set
+    dataset: DatasetConfig
+    domains: dict[str, Domain]
+    recipe: Recipe
+    search: SearchConfig
+    objectives: dict[str, str]
+    constraints: Constraints
+    resources: Resources
+
+    @property
+    def varied(self) -> list[str]:
+        """Keys that take more than one value."""
+        return [k for k, d in self.domains.items() if not (d.kind == "fixed")]
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One point of a space: a network and the recipe that trains it."""
+
+    index: int
+    arch: arch.ArchSpec
+    recipe: Recipe
+    values: dict  # the space's keys and their values at this point
+
+
+# ---------------------------------------------------------------- loading
+def load(path: str | Path) -> Space:
+    """Read and validate a space file; raise SpaceError naming file and key."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SpaceError(path, "", f"cannot read the file ({e.strerror or e})") from None
+    try:
+        doc = yaml.safe_load(text)
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
+        raise SpaceError(path, where, f"YAML syntax error: {problem}") from None
+    if not isinstance(doc, dict):
+        raise SpaceError(path, "", f"expected a mapping of keys, got {_kind(doc)}")
+    return from_dict(doc, path)
+
+
+def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
+    """Validate a parsed space document."""
+    unknown = sorted(set(map(str, doc)) - TOP_KEYS)
+    if unknown:
+        raise SpaceError(
+            path, unknown[0], f"unknown key; expected one of {', '.join(sorted(TOP_KEYS))}"
+        )
+    name = doc.get("name", Path(path).stem)
+    if not isinstance(name, str) or not name:
+        raise SpaceError(path, "name", f"expected a non-empty string, got {name!r}")
+    description = doc.get("description", "")
+    if not isinstance(description, str):
+        raise SpaceError(path, "description", f"expected a string, got {_kind(description)}")
+    base = doc.get("base", "squeezenet1_1")
+    if base not in arch.PRESETS:
+        raise SpaceError(
+            path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {base!r}"
+        )
+    dataset = _section(DatasetConfig, doc, "dataset", path)
+    try:
+        data = info(dataset.name, dataset.data_dir)
+    except DatasetError as e:
+        raise SpaceError(path, "dataset.name", str(e)) from None
+    base_spec = arch.preset(
+        base,
+        num_classes=data.num_classes,
+        image_size=data.image_size,
+        in_channels=data.in_channels,
+    )
+    recipe = _section(Recipe, doc, "train", path)
+    search = _section(SearchConfig, doc, "search", path)
+    constraints = _section(Constraints, doc, "constraints", path)
+    resources = _section(Resources, doc, "resources", path)
+    objectives = _objectives(doc.get("objectives", {"accuracy": "max", "params": "min"}), path)
+    raw_space = doc.get("space", {}) or {}
+    if not isinstance(raw_space, dict):
+        raise SpaceError(path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}")
+    domains = {str(k): _domain(str(k), v, path) for k, v in raw_space.items()}
+    space = Space(str(path), name, description, base, base_spec, dataset, domains,
+                  recipe, search, objectives, constraints, resources)  # fmt: skip
+    _check_points(space)
+    return space
+
+
+def _section(model, doc: dict, key: str, path) -> Any:
+    raw = doc.get(key, {}) or {}
+    if not isinstance(raw, dict):
+        raise SpaceError(path, key, f"expected a mapping, got {_kind(raw)}")
+    try:
+        return model(**{str(k): v for k, v in raw.items()})
+    except pydantic.ValidationError as e:
+        raise _pydantic_error(e, path, key) from None
+
+
+def _pydantic_error(e: pydantic.ValidationError, path, prefix: str) -> SpaceError:
+    err = e.errors()[0]
+    loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in err and err["type"] != "missing":
+        msg = f"{msg}, got {err['input']!r}"
+    return SpaceError(path, loc, msg)
+
+
+def _objectives(raw, path) -> dict[str, str]:
+    if not isinstance(raw, dict) or not raw:
+        raise SpaceError(path, "objectives", "expected a mapping like {accuracy: max, params: min}")
+    out = {}
+    for metric, direction in raw.items():
+        if metric not in METRICS:
+            raise SpaceError(
+                path, f"objectives.{metric}", f"unknown metric; expected one of {', '.join(METRICS)}"
+            )
+        if direction not in ("min", "max"):
+            raise SpaceError(path, f"objectives.{metric}", f"expected min or max, got {direction!r}")
+        out[str(metric)] = direction
+    return out
+
+
+def _domain(key: str, raw, path) -> Domain:
+    where = f"space.{key}"
+    if key in DATA_KEYS:
+        raise SpaceError(path, where, "is set by the data set, not by the space")
+    if key not in SPACE_KEYS:
+        raise SpaceError(path, where, "unknown metaparameter; expected one of "
+                         + ", ".join(sorted(SPACE_KEYS)))  # fmt: skip
+    if isinstance(raw, dict):
+        kinds = [k for k in raw if k in DOMAIN_KINDS]
+        extra = [k for k in raw if k not in DOMAIN_KINDS]
+        if extra or len(kinds) != 1:
+            raise SpaceError(
+                path, where, "expected a value or exactly one of "
+                + ", ".join(f"{{{k}: ...}}" for k in DOMAIN_KINDS) + f", got keys {list(raw)}",
+            )  # fmt: skip
+        kind = kinds[0]
+        arg = raw[kind]
+        if kind == "values":
+            if not isinstance(arg, list) or not arg:
+                raise SpaceError(path, f"{where}.values", "expected a non-empty list")
+            vals = tuple(_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg))
+            return Domain("values", vals)
+        if not (isinstance(arg, list) and len(arg) == 2):
+            raise SpaceError(path, f"{where}.{kind}", "expected [low, high]")
+        lo, hi = (_value(key, v, path, f"{where}.{kind}") for v in arg)
+        if kind == "int" and not all(isinstance(v, int) for v in (lo, hi)):
+            raise SpaceError(path, f"{where}.int", "expected integer bounds")
+        if isinstance(lo, bool) or not isinstance(lo, int | float) or not lo < hi:
+            raise SpaceError(path, f"{where}.{kind}", f"expected numbers with low < high, got {arg}")
+        if kind == "loguniform" and lo <= 0:
+            raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {lo}")
+        return Domain(kind, (), lo, hi)
+    return Domain("fixed", (_value(key, raw, path, where),))
+
+
+def _value(key: str, raw, path, where: str):
+    """Check one value against the metaparameter's type."""
+    if key in RECIPE_KEYS:
+        try:
+            Recipe(**{key: raw, **({"epochs": 10**6} if key == "warmup_epochs" else {})})
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            raise SpaceError(path, where, f"{err['msg']}, got {raw!r}") from None
+        return raw
+    typ = ARCH_TYPES[key]
+    if key == "pool_after":
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            raise SpaceError(path, where, f"expected a list of layer names like [conv1, fire3], got {raw!r}")
+        return tuple(raw)
+    try:
+        value = pydantic.TypeAdapter(typ).validate_python(raw, strict=True)
+    except pydantic.ValidationError as e:
+        raise SpaceError(path, where, f"{e.errors()[0]['msg']}, got {raw!r}") from None
+    try:  # range checks live in one place: architecture.check
+        arch.check(arch.ArchSpec().replace(**{key: value}))
+    except arch.ArchError as e:
+        if e.key == key:
+            raise SpaceError(path, where, e.message) from None
+    return value
+
+
+def _kind(x) -> str:
+    return "nothing" if x is None else type(x).__name__
+
+
+# ---------------------------------------------------------------- points
+def _make_point(space: Space, index: int, values: dict) -> Point:
+    arch_changes = {k: v for k, v in values.items() if k in ARCH_TYPES}
+    recipe_changes = {k: v for k, v in values.items() if k in RECIPE_KEYS}
+    spec = space.base_spec.replace(**arch_changes)
+    recipe = space.recipe.model_copy(update=recipe_changes)
+    return Point(index, spec, recipe, dict(values))
+
+
+def grid(space: Space) -> list[Point]:
+    """Every combination of the discrete domains, in file order."""
+    for key, d in space.domains.items():
+        if not d.is_discrete:
+            raise SpaceError(space.path, f"space.{key}",
+                             f"grid search needs fixed values or {{values: [...]}}, got {d.kind}")  # fmt: skip
+    keys = list(space.domains)
+    combos = itertools.product(*(space.domains[k].values for k in keys))
+    return [_make_point(space, i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
+
+
+def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[Point]:
+    """n points drawn independently; the same seed gives the same points."""
+    n = space.search.num_samples if n is None else n
+    rng = np.random.default_rng(space.search.seed if seed is None else seed)
+    return [
+        _make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()})
+        for i in range(n)
+    ]
+
+
+def points(space: Space) -> list[Point]:
+    """The space's points: the grid, or the seeded random sample (random and tpe)."""
+    return grid(space) if space.search.method == "grid" else sample(space)
+
+
+def _check_points(space: Space) -> None:
+    """Plan every grid point (or a sample) so impossible networks fail at load."""
+    if space.search.method == "grid":
+        pts = grid(space)
+        if not pts:
+            raise SpaceError(space.path, "space", "the grid is empty")
+    else:
+        pts = sample(space, n=max(space.search.num_samples, 64))
+    for p in pts:
+        try:
+            arch.plan(p.arch)
+        except arch.ArchError as e:
+            key = f"space.{e.key}" if e.key in space.domains else f"base {space.base}: {e.key}"
+            at = ", ".join(f"{k}={v}" for k, v in p.values.items() if k in space.varied)
+            raise SpaceError(space.path, key, e.message + (f" (at {at})" if at else "")) from None
+        try:  # a recipe that is valid key by key can still be inconsistent
+            Recipe(**p.recipe.model_dump())
+        except pydantic.ValidationError as e:
+            raise _pydantic_error(e, space.path, "train") from None
