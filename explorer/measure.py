@@ -22,3 +22,40 @@ def xla_flops(plan: Plan) -> int:
     if isinstance(analysis, list):  # older jaxlibs return one dict per device
         analysis = analysis[0]
     return int(analysis["flops"])
+
+
+def quantize_int8(params, batch_dims: int = 0):
+    """Weights rounded to int8 per output channel (symmetric), returned dequantised.
+
+    Kernels (ndim >= 2 beyond `batch_dims` leading seed axes) get one float32
+    scale per output channel, max|w| / 127; biases stay float32. Evaluating the
+    dequantised weights measures the accuracy an int8-weight model would have.
+    """
+
+    def quantize(w):
+        if w.ndim - batch_dims < 2:
+            return w
+        axes = tuple(range(batch_dims, w.ndim - 1))
+        scale = jnp.max(jnp.abs(w), axis=axes, keepdims=True) / 127.0
+        scale = jnp.where(scale == 0, 1.0, scale)
+        return jnp.clip(jnp.round(w / scale), -127, 127) * scale
+
+    return jax.tree.map(quantize, params)
+
+
+def latency(plan: Plan, params, batches=(1, 128), repeats: int = 20) -> dict:
+    """Median forward latency in ms at each batch size (after a warm-up call)."""
+    model = models.build(plan)
+    apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
+    out = {}
+    for b in batches:
+        x = jnp.zeros(models.input_shape(plan.spec, b), jnp.float32)
+        apply(params, x).block_until_ready()  # compile and warm up
+        n = repeats if b == 1 else max(3, repeats // 4)
+        times = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            apply(params, x).block_until_ready()
+            times.append(time.perf_counter() - t0)
+        out[f"b{b}_ms"] = float(np.median(times) * 1e3)
+    return out

@@ -100,12 +100,21 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
         raise ResultsError(f"columns not in results.SCHEMA: {unknown}")
     out = pd.DataFrame(index=df.index)
     for col, (dtype, _) in SCHEMA.items():
-        values = df[col] if col in df else pd.Series(pd.NA, index=df.index)
+        if col not in df:
+            out[col] = pd.Series(pd.NA, index=df.index, dtype=_missing_dtype(dtype)).astype(dtype)
+            continue
+        values = df[col]
         if dtype.startswith("datetime"):
             out[col] = pd.to_datetime(values, utc=True)
         else:
             out[col] = values.astype(dtype)
     return out.reset_index(drop=True)
+
+
+def _missing_dtype(dtype: str) -> str:
+    # An all-missing column must start from a dtype that can hold the missing value:
+    # float64 and datetimes want NaN/NaT, not pd.NA (pandas 3 refuses that cast).
+    return "Float64" if dtype == "float64" else "object" if dtype.startswith("datetime") else dtype
 
 
 def write_row(folder: str | Path, row: dict) -> Path:

@@ -1,0 +1,33 @@
+"""Analysis of results tables: seed aggregation, Pareto fronts, EDFs, figures, reports.
+
+Pure functions of an `explorer.results` table; `plots` turns their output into
+Figures and `report.write_report` writes them all to Markdown and HTML.
+"""
+
+from analysis import plots
+from analysis.edf import complexity_weights, edf, sensitivity
+from analysis.pareto import (
+    aggregate_seeds,
+    hypervolume_2d,
+    ok_rows,
+    pareto_front,
+    pareto_mask,
+    preset_names,
+    varied_metaparameters,
+)
+from analysis.report import write_report
+
+__all__ = [
+    "aggregate_seeds",
+    "complexity_weights",
+    "edf",
+    "hypervolume_2d",
+    "ok_rows",
+    "pareto_front",
+    "pareto_mask",
+    "plots",
+    "preset_names",
+    "sensitivity",
+    "varied_metaparameters",
+    "write_report",
+]

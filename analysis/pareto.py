@@ -1,0 +1,212 @@
+"""Seed aggregation, Pareto fronts and hypervolume over a results table.
+
+Everything here is a pure function of a `explorer.results` table (or of the
+aggregated table `aggregate_seeds` returns, which keeps the same column names
+for the metrics, so both can be passed to `pareto_front` and the plots).
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from explorer.architecture import FIELDS, PRESETS
+
+Direction = Literal["min", "max"]
+
+# Metaparameter columns of results.SCHEMA: the preset a point starts from, then
+# every ArchSpec field (architecture.FIELDS), in the order the schema lists them.
+METAPARAMETERS: tuple[str, ...] = ("base", *FIELDS)
+
+# What identifies one architecture trained under one recipe on one data set: the
+# rows that share these are seeds of the same model.
+ARCHITECTURE_KEYS: tuple[str, ...] = (*METAPARAMETERS, "dataset", "recipe")
+
+# Numeric outcomes of a trial that make sense to average over seeds.
+METRICS: tuple[str, ...] = (
+    "accuracy", "top5", "int8_accuracy", "test_loss", "train_accuracy",
+    "train_loss", "params", "bytes_f32", "bytes_int8", "flops",
+    "latency_b1_ms", "latency_b128_ms", "compile_s", "images_per_s", "wall_s",
+)  # fmt: skip
+
+# Which way is better, for the columns one would put on a Pareto plot.
+DIRECTIONS: dict[str, Direction] = {
+    "accuracy": "max", "top5": "max", "int8_accuracy": "max",
+    "train_accuracy": "max", "images_per_s": "max",
+    "test_loss": "min", "train_loss": "min", "params": "min", "bytes_f32": "min",
+    "bytes_int8": "min", "flops": "min", "latency_b1_ms": "min",
+    "latency_b128_ms": "min", "compile_s": "min", "wall_s": "min",
+}  # fmt: skip
+
+DEFAULT_OBJECTIVES: dict[str, Direction] = {"params": "min", "accuracy": "max"}
+
+# Rows of a dominance matrix computed at once: bounds memory to ~block * n * k.
+_BLOCK = 256
+
+
+def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
+    """The rows with status 'ok' (all rows of a table without a status column)."""
+    if "status" not in df:
+        return df
+    return df[(df["status"] == "ok").fillna(False).to_numpy(dtype=bool)]
+
+
+def varied_metaparameters(df: pd.DataFrame) -> list[str]:
+    """Metaparameter columns taking more than one distinct value among the rows."""
+    return [c for c in METAPARAMETERS if c in df and df[c].nunique(dropna=False) > 1]
+
+
+def aggregate_seeds(
+    df: pd.DataFrame, metrics: list[str] | tuple[str, ...] | None = None
+) -> pd.DataFrame:
+    """Mean and std of each metric over the seeds of each architecture (ok rows).
+
+    One row per architecture (all metaparameters + dataset + recipe); a metric
+    keeps its name for the mean, `<metric>_std` is the standard deviation over
+    seeds (NaN for one seed), `n_seeds` counts the rows, `space` lists spaces.
+    """
+    ok = ok_rows(df)
+    keys = [c for c in ARCHITECTURE_KEYS if c in ok]
+    metrics = [m for m in (metrics or METRICS) if m in ok]
+    # Nullable integers become float so means of missing values are NaN.
+    values = pd.DataFrame(
+        {m: pd.to_numeric(ok[m], errors="coerce").astype("float64") for m in metrics},
+        index=ok.index,
+    )
+    if keys:
+        # Number the architectures on string forms of the keys: nullable and NA
+        # values then group reliably, and no key column is swallowed as an index.
+        text = ok[keys].astype("string").fillna("<NA>")
+        gid = text.groupby(keys, sort=False, dropna=False).ngroup().to_numpy()
+    else:  # a table of metrics only: every row is its own architecture
+        gid = np.arange(len(ok))
+    _, first = np.unique(gid, return_index=True)  # ngroup numbers in row order
+    out = ok[keys].iloc[first].reset_index(drop=True)
+    groups = values.groupby(gid, sort=True)
+    means, stds = groups.mean(), groups.std(ddof=1)
+    for m in metrics:
+        out[m] = means[m].to_numpy()
+        out[f"{m}_std"] = stds[m].to_numpy()
+    out["n_seeds"] = groups.size().to_numpy()
+    if "space" in ok:
+        spaces = ok["space"].astype("string").fillna("")
+        out["space"] = (
+            spaces.groupby(gid, sort=True)
+            .agg(lambda s: ",".join(sorted(set(s) - {""})))
+            .to_numpy()
+        )
+    return out
+
+
+def _objective_matrix(df: pd.DataFrame, objectives: dict[str, Direction]) -> np.ndarray:
+    """Objective values as floats, negated where larger is better (all minimised)."""
+    if not objectives:
+        raise ValueError("objectives: give at least one column, e.g. {'params': 'min'}")
+    cols = []
+    for col, direction in objectives.items():
+        if direction not in ("min", "max"):
+            raise ValueError(f"objectives[{col!r}]: expected 'min' or 'max'")
+        if col not in df:
+            raise ValueError(f"objectives: no column {col!r} in the table")
+        values = pd.to_numeric(df[col], errors="coerce").astype("float64").to_numpy()
+        cols.append(values if direction == "min" else -values)
+    return np.column_stack(cols)
+
+
+def pareto_mask(df: pd.DataFrame, objectives: dict[str, Direction]) -> np.ndarray:
+    """Non-dominated flags; rows with a NaN objective are never on the front.
+
+    A row is dominated iff another is at least as good in every objective and
+    strictly better in one, so duplicates of a front point are all on it.
+    """
+    x = _objective_matrix(df, objectives)
+    valid = ~np.isnan(x).any(axis=1)
+    mask = np.zeros(len(x), dtype=bool)
+    pts = x[valid]
+    dominated = np.zeros(len(pts), dtype=bool)
+    for start in range(0, len(pts), _BLOCK):
+        blk = pts[start : start + _BLOCK, None, :]  # (b, 1, k) against (1, n, k)
+        no_worse = (pts[None, :, :] <= blk).all(axis=2)
+        better = (pts[None, :, :] < blk).any(axis=2)
+        dominated[start : start + _BLOCK] = (no_worse & better).any(axis=1)
+    mask[np.flatnonzero(valid)] = ~dominated
+    return mask
+
+
+def pareto_front(
+    df: pd.DataFrame, objectives: dict[str, Direction] | None = None
+) -> pd.DataFrame:
+    """The non-dominated rows, sorted by the first 'min' objective (then the rest)."""
+    objectives = objectives or DEFAULT_OBJECTIVES
+    front = df[pareto_mask(df, objectives)]
+    order = sorted(objectives, key=lambda c: objectives[c] != "min")
+    return front.sort_values(
+        order, ascending=[objectives[c] == "min" for c in order], kind="stable"
+    )
+
+
+def hypervolume_2d(
+    df: pd.DataFrame,
+    objectives: dict[str, Direction],
+    reference: dict[str, float],
+) -> float:
+    """Area dominated by the front and bounded by the reference point (2-D only)."""
+    if len(objectives) != 2:
+        raise ValueError(f"hypervolume_2d: needs 2 objectives, got {len(objectives)}")
+    if set(reference) != set(objectives):
+        raise ValueError(
+            f"hypervolume_2d: reference must give {sorted(objectives)}, "
+            f"got {sorted(reference)}"
+        )
+    x = _objective_matrix(df, objectives)
+    ref = np.array(
+        [reference[c] if d == "min" else -reference[c] for c, d in objectives.items()],
+        dtype="float64",
+    )
+    # Only points strictly better than the reference in both objectives count.
+    x = x[~np.isnan(x).any(axis=1)]
+    x = x[(x < ref).all(axis=1)]
+    if len(x) == 0:
+        return 0.0
+    # Sweep along the first objective; each point adds the slab up to the next
+    # point's x, at the height of the best second objective seen so far.
+    x = x[np.lexsort((x[:, 1], x[:, 0]))]
+    area, best_y = 0.0, ref[1]
+    xs = np.append(x[:, 0], ref[0])
+    for i in range(len(x)):
+        best_y = min(best_y, x[i, 1])
+        area += (xs[i + 1] - xs[i]) * (ref[1] - best_y)
+    return float(area)
+
+
+def preset_names(df: pd.DataFrame) -> pd.Series:
+    """Which rows are the squeezenet1_0/1_1 presets (name, or NA for other rows).
+
+    A row is a preset when its trial_id or space names one, or when its `base` is
+    one and its Fire metaparameters are the paper's defaults (Section 5).
+    """
+    names = pd.Series(pd.NA, index=df.index, dtype="string")
+    defaults = PRESETS["squeezenet1_1"]
+    default_cols = {
+        "squeeze_ratio": defaults.squeeze_ratio, "pct3x3": defaults.pct3x3,
+        "base_e": defaults.base_e, "incr_e": defaults.incr_e,
+        "freq": defaults.freq, "bypass": defaults.bypass,
+    }  # fmt: skip
+    is_default = pd.Series(True, index=df.index)
+    for col, value in default_cols.items():
+        if col not in df:
+            is_default[:] = False
+            break
+        is_default &= (df[col] == value).fillna(False).astype(bool)
+    for name in sorted(PRESETS):
+        hit = pd.Series(False, index=df.index)
+        for col in ("trial_id", "space"):
+            if col in df:
+                text = df[col].astype("string")
+                hit |= text.str.contains(name, regex=False).fillna(False).astype(bool)
+        if "base" in df:
+            hit |= (df["base"] == name).fillna(False).astype(bool) & is_default
+        names[hit & names.isna()] = name
+    return names

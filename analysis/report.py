@@ -1,0 +1,272 @@
+"""A sweep's report: summary, Pareto table, figures, failures, as Markdown and HTML.
+
+`write_report(explorer.results.load(path), out_dir)` writes `report.md` (which
+links the PNG files next to it) and `report.html` (self-contained: the same PNGs
+embedded as base64 data URIs), and returns the paths it wrote.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+from pathlib import Path
+
+import pandas as pd
+from matplotlib.figure import Figure
+
+from analysis import plots
+from analysis.edf import edf, sensitivity
+from analysis.pareto import (
+    DEFAULT_OBJECTIVES,
+    DIRECTIONS,
+    Direction,
+    aggregate_seeds,
+    ok_rows,
+    pareto_front,
+    varied_metaparameters,
+)
+from explorer.results import ResultsError
+
+REQUIRED = ("trial_id", "status", "accuracy", "params")
+PARETO_X = ("params", "flops", "latency_b1_ms")  # accuracy against each, if measured
+TOP_ROWS = 20  # Pareto rows shown in the table
+MAX_EDF_LEVELS = 8  # more levels than this are cut into quartiles for the EDF
+EXTRA_COLUMNS = ("params", "bytes_f32", "flops", "accuracy")  # in the Pareto table
+# Computed from the architecture, the same for every seed: no spread to show.
+ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
+SENSITIVITY = ("accuracy", "bytes_f32")  # the SqueezeNet paper's Figure 3 panels
+STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's counts
+
+
+def check_table(df: pd.DataFrame) -> pd.DataFrame:
+    """The ok rows with an accuracy and a size; ResultsError when there are none."""
+    missing = [c for c in REQUIRED if c not in df]
+    if missing:
+        raise ResultsError(f"not a results table: missing columns {missing}")
+    ok = ok_rows(df)
+    ok = ok[(ok["accuracy"].notna() & ok["params"].notna()).to_numpy(dtype=bool)]
+    if ok.empty:
+        counts = ", ".join(f"{k} {v}" for k, v in _status_counts(df).items())
+        raise ResultsError(
+            f"no ok trials with an accuracy to report ({len(df)} rows: {counts or '-'})"
+        )
+    return ok
+
+
+def _status_counts(df: pd.DataFrame) -> dict[str, int]:
+    """Trials per status, in STATUSES order, then any other status."""
+    counts = df["status"].astype("string").fillna("NA").value_counts().to_dict()
+    order = [*STATUSES, *sorted(set(counts) - set(STATUSES))]
+    return {s: counts[s] for s in order if s in counts}
+
+
+def _uniques(df: pd.DataFrame, col: str) -> str:
+    if col not in df:
+        return "-"
+    values = sorted(str(v) for v in df[col].dropna().unique())
+    return ", ".join(values) or "-"
+
+
+def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
+    """(name, value) lines: trials by status, spaces, data, best accuracy, cost."""
+    ok = check_table(df)
+    agg = aggregate_seeds(ok)
+    best = ok.loc[pd.to_numeric(ok["accuracy"]).astype("float64").idxmax()]
+    varied = varied_metaparameters(ok)
+    where = ", ".join(f"{c}={best[c]}" for c in varied)
+    wall = pd.to_numeric(df["wall_s"], errors="coerce") if "wall_s" in df else None
+    seeds = agg["n_seeds"]
+    return [
+        ("trials", f"{len(df)} ("
+         + ", ".join(f"{k} {v}" for k, v in _status_counts(df).items()) + ")"),
+        ("spaces", _uniques(df, "space")),
+        ("datasets", _uniques(df, "dataset")),
+        ("varied metaparameters", ", ".join(varied) or "none"),
+        ("architectures", f"{len(agg)} ({seeds.min()}-{seeds.max()} seeds each)"
+         if seeds.min() != seeds.max() else f"{len(agg)} ({seeds.min()} seeds each)"),
+        ("best accuracy", f"{best['accuracy']:.2%} ({best['trial_id']}"
+         + (f"; {where}" if where else "") + ")"),
+        ("total trial-hours", "-" if wall is None else f"{wall.sum() / 3600:.2f}"),
+        ("devices", _uniques(df, "device")),
+    ]  # fmt: skip
+
+
+def _fmt(col: str, value: float) -> str:
+    if pd.isna(value):
+        return "-"
+    if col in plots.PERCENT:
+        return f"{100 * value:.2f}"
+    if col in plots.BYTES:
+        return plots.human_bytes(value)
+    if col == "flops":
+        return f"{value / 1e6:.4g}"
+    if col == "params":
+        return f"{value:,.0f}"
+    return f"{value:.4g}"
+
+
+def pareto_table(
+    agg: pd.DataFrame, objectives: dict[str, Direction], top: int = TOP_ROWS
+) -> pd.DataFrame:
+    """Front of a seed-aggregated table as text cells, mean ± std where seeds > 1."""
+    front = pareto_front(agg, objectives).head(top)
+    keys = varied_metaparameters(agg) or [c for c in ("base",) if c in agg]
+    extra = [c for c in EXTRA_COLUMNS if c in agg]
+    metrics = list(dict.fromkeys([*objectives, *extra]))
+    out = pd.DataFrame(index=front.index)
+    for c in keys:
+        out[c] = front[c].astype("string").fillna("-")
+    for m in metrics:
+        std = front.get(f"{m}_std", pd.Series(float("nan"), index=front.index))
+        cells = []
+        for mean, sd, n in zip(front[m], std, front["n_seeds"], strict=True):
+            text = _fmt(m, mean)
+            if n > 1 and m not in ANALYTIC and not pd.isna(sd) and not pd.isna(mean):
+                text += f" ± {_fmt(m, sd)}"
+            cells.append(text)
+        out[plots.label(m)] = cells
+    out["seeds"] = front["n_seeds"].astype(int).astype(str)
+    return out.reset_index(drop=True)
+
+
+def markdown_table(frame: pd.DataFrame) -> str:
+    """A DataFrame as a GitHub-flavoured Markdown table (cells made one-line)."""
+
+    def cell(v) -> str:
+        text = "" if pd.isna(v) else str(v)
+        return " ".join(text.split()).replace("|", "\\|")
+
+    lines = [
+        "| " + " | ".join(cell(c) for c in frame.columns) + " |",
+        "|" + "---|" * len(frame.columns),
+    ]
+    for row in frame.itertuples(index=False):
+        lines.append("| " + " | ".join(cell(v) for v in row) + " |")
+    return "\n".join(lines)
+
+
+def failures(df: pd.DataFrame) -> pd.DataFrame:
+    """Failed, skipped and stopped trials with their error."""
+    cols = [c for c in ("trial_id", "space", "status", "error") if c in df]
+    bad = df[(df["status"] != "ok").fillna(True).to_numpy(dtype=bool)]
+    return bad[cols].reset_index(drop=True)
+
+
+def figures(
+    df: pd.DataFrame, objectives: dict[str, Direction] | None = None
+) -> dict[str, Figure]:
+    """Every figure of the report, by file stem: Pareto plots, EDFs, sensitivities."""
+    ok = check_table(df)
+    agg = aggregate_seeds(ok)
+    figs: dict[str, Figure] = {}
+    for x in PARETO_X:
+        if x in agg and agg[x].notna().any():
+            objs = {x: DIRECTIONS.get(x, "min"), "accuracy": "max"}
+            figs[f"pareto_{x}"] = plots.pareto(agg, x=x, y="accuracy", objectives=objs)
+    if objectives and len(objectives) == 2 and set(objectives) <= set(agg.columns):
+        # The report's own objectives, a cost ('min') on x, if not drawn above.
+        x, y = sorted(objectives, key=lambda c: objectives[c] != "min")
+        if not (y == "accuracy" and f"pareto_{x}" in figs):
+            figs[f"pareto_{y}_{x}"] = plots.pareto(agg, x=x, y=y, objectives=objectives)
+    groups = varied_metaparameters(agg)
+    if "space" in agg and agg["space"].nunique() > 1:
+        groups.append("space")
+    figs["edf"] = plots.edf(edf(agg))
+    for param in groups:
+        table, by = _edf_levels(agg, param)
+        figs[f"edf_{param}"] = plots.edf(edf(table, by=by))
+        figs[f"edf_{param}_by_params"] = plots.edf(
+            edf(table, by=by, normalize_by="params")
+        )
+    sens_metrics = [m for m in SENSITIVITY if m in ok and ok[m].notna().any()]
+    for param in varied_metaparameters(ok):
+        if pd.api.types.is_numeric_dtype(ok[param]) and ok[param].dtype != bool:
+            figs[f"sensitivity_{param}"] = plots.sensitivity(
+                sensitivity(ok, param, metrics=sens_metrics), param
+            )
+    return figs
+
+
+def _edf_levels(agg: pd.DataFrame, param: str) -> tuple[pd.DataFrame, str]:
+    """The table and column to group an EDF by: quartiles when too many levels."""
+    numeric = pd.api.types.is_numeric_dtype(agg[param])
+    if agg[param].nunique() <= MAX_EDF_LEVELS or not numeric:
+        return agg, param
+    binned = f"{param} quartile"
+    values = pd.to_numeric(agg[param]).astype("float64")
+    quartiles = pd.qcut(values, 4, duplicates="drop").astype(str)
+    return agg.assign(**{binned: quartiles}), binned
+
+
+def _html_table(frame: pd.DataFrame) -> str:
+    return frame.to_html(index=False, escape=True, border=0, na_rep="-")
+
+
+def write_report(
+    df: pd.DataFrame,
+    out_dir: str | Path,
+    title: str | None = None,
+    objectives: dict[str, Direction] | None = None,
+) -> dict[str, Path]:
+    """Write report.md, report.html and the figures' PNGs; return them by file name."""
+    objectives = objectives or DEFAULT_OBJECTIVES
+    ok = check_table(df)
+    missing = [c for c in objectives if c not in df]
+    if missing:
+        raise ResultsError(f"objectives name columns not in the table: {missing}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    title = title or f"Design-space report: {_uniques(df, 'space')}"
+    written: dict[str, Path] = {}
+    images: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
+    for stem, fig in figures(df, objectives).items():
+        path = out / f"{stem}.png"
+        fig.savefig(path, dpi=110)
+        caption = plots.title(fig)
+        images.append((path.name, caption, path.read_bytes()))
+        written[path.name] = path
+    lines = summary(df)
+    table = pareto_table(aggregate_seeds(ok), objectives)
+    bad = failures(df)
+    objs = ", ".join(f"{c} ({d})" for c, d in objectives.items())
+
+    md = [f"# {title}", "", "## Summary", ""]
+    md += [f"- **{name}**: {value}" for name, value in lines]
+    md += ["", f"## Pareto front ({objs}; mean ± std over seeds)", ""]
+    md += [markdown_table(table), "", "## Figures", ""]
+    md += [f"### {cap}\n\n![{cap}]({name})\n" for name, cap, _ in images]
+    md += [f"## Failed, skipped and stopped trials ({len(bad)})", ""]
+    md += [markdown_table(bad) if len(bad) else "None.", ""]
+    written["report.md"] = out / "report.md"
+    written["report.md"].write_text("\n".join(md), encoding="utf-8")
+
+    esc = html.escape
+    body = [f"<h1>{esc(title)}</h1>", "<h2>Summary</h2>", "<ul>"]
+    body += [f"<li><b>{esc(n)}</b>: {esc(v)}</li>" for n, v in lines]
+    body += ["</ul>", f"<h2>Pareto front ({esc(objs)}; mean ± std over seeds)</h2>"]
+    body += [_html_table(table), "<h2>Figures</h2>"]
+    for name, cap, png in images:
+        data = base64.b64encode(png).decode("ascii")
+        body.append(
+            f'<figure><img src="data:image/png;base64,{data}" alt="{esc(name)}">'
+            f"<figcaption>{esc(cap)}</figcaption></figure>"
+        )
+    body += [f"<h2>Failed, skipped and stopped trials ({len(bad)})</h2>"]
+    body += [_html_table(bad) if len(bad) else "<p>None.</p>"]
+    written["report.html"] = out / "report.html"
+    written["report.html"].write_text(_page(title, "\n".join(body)), encoding="utf-8")
+    return written
+
+
+def _page(title: str, body: str) -> str:
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
+        "table{border-collapse:collapse;font-size:90%;}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;}"
+        "img{max-width:100%;}figure{margin:1.5em 0;}"
+    )
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{style}</style></head>\n"
+        f"<body>\n{body}\n</body></html>\n"
+    )
