@@ -196,9 +196,16 @@ def layer_names(spec: ArchSpec) -> tuple[str, ...]:
 def check(spec: ArchSpec) -> None:
     """Raise ArchError naming the metaparameter if the spec makes no network."""
     positive = (
-        "num_classes", "image_size", "in_channels", "conv1_filters",
-        "conv1_kernel", "conv1_stride", "num_fire", "base_e", "freq",
-    )  # fmt: skip
+        "num_classes",
+        "image_size",
+        "in_channels",
+        "conv1_filters",
+        "conv1_kernel",
+        "conv1_stride",
+        "num_fire",
+        "base_e",
+        "freq",
+    )
     for key in positive:
         if getattr(spec, key) < 1:
             raise ArchError(key, f"expected an integer >= 1, got {getattr(spec, key)}")
@@ -209,9 +216,7 @@ def check(spec: ArchSpec) -> None:
     if not 0.0 <= spec.pct3x3 <= 1.0:
         raise ArchError("pct3x3", f"expected a fraction in [0, 1], got {spec.pct3x3}")
     if not 0.0 < spec.squeeze_ratio <= 4.0:
-        raise ArchError(
-            "squeeze_ratio", f"expected a ratio in (0, 4], got {spec.squeeze_ratio}"
-        )
+        raise ArchError("squeeze_ratio", f"expected a ratio in (0, 4], got {spec.squeeze_ratio}")
     if not 0.0 <= spec.dropout < 1.0:
         raise ArchError("dropout", f"expected a rate in [0, 1), got {spec.dropout}")
     if spec.bypass not in BYPASS_CHOICES:
@@ -236,8 +241,7 @@ def check(spec: ArchSpec) -> None:
 def plan(spec: ArchSpec) -> Plan:
     """Per-layer widths and spatial sizes from the metaparameters (paper Section 5)."""
     check(spec)
-    size = conv_out(spec.image_size, spec.conv1_kernel, spec.conv1_stride,
-                    spec.conv1_padding)  # fmt: skip
+    size = conv_out(spec.image_size, spec.conv1_kernel, spec.conv1_stride, spec.conv1_padding)
     if size < 1:
         raise ArchError(
             "conv1_kernel",
@@ -280,18 +284,43 @@ def layer_table(p: Plan) -> list[dict]:
     """Rows of the layer table, for printing (`explorer inspect --layers`)."""
     s = p.spec
     rows = [
-        dict(layer="conv1", in_ch=s.in_channels, out_ch=s.conv1_filters,
-             s1x1="", e1x1="", e3x3="", shortcut="",
-             size=f"{s.image_size}->{p.conv1_size}", pool="yes" if p.stem_pool else "")
-    ]  # fmt: skip
+        dict(
+            layer="conv1",
+            in_ch=s.in_channels,
+            out_ch=s.conv1_filters,
+            s1x1="",
+            e1x1="",
+            e3x3="",
+            shortcut="",
+            size=f"{s.image_size}->{p.conv1_size}",
+            pool="yes" if p.stem_pool else "",
+        )
+    ]
     for f in p.fires:
         rows.append(
-            dict(layer=f.name, in_ch=f.in_ch, out_ch=f.out_ch, s1x1=f.s1x1,
-                 e1x1=f.e1x1, e3x3=f.e3x3, shortcut=f.shortcut if f.shortcut != "none" else "",
-                 size=f"{f.size_in}", pool="yes" if f.pool else "")
-        )  # fmt: skip
+            dict(
+                layer=f.name,
+                in_ch=f.in_ch,
+                out_ch=f.out_ch,
+                s1x1=f.s1x1,
+                e1x1=f.e1x1,
+                e3x3=f.e3x3,
+                shortcut=f.shortcut if f.shortcut != "none" else "",
+                size=f"{f.size_in}",
+                pool="yes" if f.pool else "",
+            )
+        )
     rows.append(
-        dict(layer="conv10", in_ch=p.head_in, out_ch=s.num_classes, s1x1="", e1x1="",
-             e3x3="", shortcut="", size=f"{p.head_size}", pool="avg")
-    )  # fmt: skip
+        dict(
+            layer="conv10",
+            in_ch=p.head_in,
+            out_ch=s.num_classes,
+            s1x1="",
+            e1x1="",
+            e3x3="",
+            shortcut="",
+            size=f"{p.head_size}",
+            pool="avg",
+        )
+    )
     return rows

@@ -44,8 +44,14 @@ def params(p: Plan) -> int:
 def _convs(p: Plan):
     """(cin, cout, kernel, stride, padding, input size) of every convolution."""
     s = p.spec
-    yield s.in_channels, s.conv1_filters, s.conv1_kernel, s.conv1_stride, \
-        s.conv1_padding, s.image_size  # fmt: skip
+    yield (
+        s.in_channels,
+        s.conv1_filters,
+        s.conv1_kernel,
+        s.conv1_stride,
+        s.conv1_padding,
+        s.image_size,
+    )
     for f in p.fires:
         yield f.in_ch, f.s1x1, 1, 1, 0, f.size_in
         if f.e1x1:
@@ -62,9 +68,7 @@ def _taps_1d(size: int, k: int, stride: int, pad: int, count_padding: bool) -> i
     n_out = conv_out(size, k, stride, pad)
     if count_padding:
         return n_out * k
-    return sum(
-        sum(1 for t in range(k) if 0 <= o * stride - pad + t < size) for o in range(n_out)
-    )
+    return sum(sum(1 for t in range(k) if 0 <= o * stride - pad + t < size) for o in range(n_out))
 
 
 def macs(p: Plan, count_padding: bool = False) -> int:

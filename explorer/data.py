@@ -18,9 +18,7 @@ import numpy as np
 
 # Debian's dataset-fashion-mnist installs the IDX files here; an environment
 # variable points elsewhere (e.g. a copy of the original files).
-FASHION_MNIST_DIR = os.environ.get(
-    "FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist"
-)
+FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -87,13 +85,21 @@ def load(
     data_dir: str | None = None,
     train_size: int | None = None,
     test_size: int | None = None,
+    download: bool = False,
 ) -> Dataset:
-    """Load a data set into memory (optionally its first train_size/test_size)."""
+    """Load a data set into memory (optionally its first train_size/test_size).
+
+    Fashion-MNIST reads the local IDX files unless a data_dir is given. Other
+    data sets go through tensorflow-datasets: prepared in data_dir, or, with
+    download=True, downloaded and prepared there first (needs the internet).
+    """
     meta = info(name, data_dir)
     if name == "fashion_mnist" and data_dir is None:
         (xtr, ytr), (xte, yte) = (_read_idx(FASHION_MNIST_DIR, s) for s in ("train", "test"))
     else:
-        (xtr, ytr), (xte, yte) = (_read_tfds(name, s, data_dir) for s in ("train", "test"))
+        (xtr, ytr), (xte, yte) = (
+            _read_tfds(name, s, data_dir, download) for s in ("train", "test")
+        )
     xtr, ytr = xtr[:train_size], ytr[:train_size]
     xte, yte = xte[:test_size], yte[:test_size]
     if xtr.shape[1:] != (meta.image_size, meta.image_size, meta.in_channels):
@@ -134,22 +140,20 @@ def _idx_array(path: Path) -> np.ndarray:
     return data.reshape(tuple(int(d) for d in dims))
 
 
-def _read_tfds(name: str, split: str, data_dir: str | None):
+def _read_tfds(name: str, split: str, data_dir: str | None, download: bool = False):
     """A split through tfds.data_source (array_record, no TensorFlow)."""
     tfds = _tfds()
     try:
-        source = tfds.data_source(name, split=split, data_dir=data_dir)
+        source = tfds.data_source(name, split=split, data_dir=data_dir, download=download)
     except Exception as e:
         raise DatasetError(
             f"{name}: could not load the {split!r} split through tensorflow-datasets "
             f"({_first_line(e)}). Prepare it on a machine that is online with "
             f"`tfds build {name} --file_format=array_record --data_dir DIR` and pass "
-            "that folder as dataset.data_dir (--data-dir)"
+            "that folder as dataset.data_dir (--data-dir), or, when online, set "
+            "dataset.download: true (--download)"
         ) from None
-    n = len(source)
-    records = source.__getitems__(range(n)) if hasattr(source, "__getitems__") else [
-        source[i] for i in range(n)
-    ]
+    records = [source[i] for i in range(len(source))]  # ~0.1 ms a record
     x = np.stack([np.asarray(r["image"], np.uint8) for r in records])
     y = np.asarray([int(r["label"]) for r in records], np.int32)
     if x.ndim == 3:

@@ -45,9 +45,17 @@ DATA_KEYS = {"num_classes", "image_size", "in_channels"}
 SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS
 DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
 TOP_KEYS = {
-    "name", "description", "base", "dataset", "space", "train", "search",
-    "objectives", "constraints", "resources",
-}  # fmt: skip
+    "name",
+    "description",
+    "base",
+    "dataset",
+    "space",
+    "train",
+    "search",
+    "objectives",
+    "constraints",
+    "resources",
+}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -142,9 +150,7 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         raise SpaceError(path, "description", f"expected a string, got {_kind(description)}")
     base = doc.get("base", "squeezenet1_1")
     if base not in arch.PRESETS:
-        raise SpaceError(
-            path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {base!r}"
-        )
+        raise SpaceError(path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {base!r}")
     dataset = _section(DatasetConfig, doc, "dataset", path)
     try:
         data = info(dataset.name, dataset.data_dir)
@@ -163,10 +169,24 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
     objectives = _objectives(doc.get("objectives", {"accuracy": "max", "params": "min"}), path)
     raw_space = doc.get("space", {}) or {}
     if not isinstance(raw_space, dict):
-        raise SpaceError(path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}")
+        raise SpaceError(
+            path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}"
+        )
     domains = {str(k): _domain(str(k), v, path) for k, v in raw_space.items()}
-    space = Space(str(path), name, description, base, base_spec, dataset, domains,
-                  recipe, search, objectives, constraints, resources)  # fmt: skip
+    space = Space(
+        str(path),
+        name,
+        description,
+        base,
+        base_spec,
+        dataset,
+        domains,
+        recipe,
+        search,
+        objectives,
+        constraints,
+        resources,
+    )
     _check_points(space)
     return space
 
@@ -199,10 +219,14 @@ def _objectives(raw, path) -> dict[str, str]:
     for metric, direction in raw.items():
         if metric not in METRICS:
             raise SpaceError(
-                path, f"objectives.{metric}", f"unknown metric; expected one of {', '.join(METRICS)}"
+                path,
+                f"objectives.{metric}",
+                f"unknown metric; expected one of {', '.join(METRICS)}",
             )
         if direction not in ("min", "max"):
-            raise SpaceError(path, f"objectives.{metric}", f"expected min or max, got {direction!r}")
+            raise SpaceError(
+                path, f"objectives.{metric}", f"expected min or max, got {direction!r}"
+            )
         out[str(metric)] = direction
     return out
 
@@ -212,16 +236,20 @@ def _domain(key: str, raw, path) -> Domain:
     if key in DATA_KEYS:
         raise SpaceError(path, where, "is set by the data set, not by the space")
     if key not in SPACE_KEYS:
-        raise SpaceError(path, where, "unknown metaparameter; expected one of "
-                         + ", ".join(sorted(SPACE_KEYS)))  # fmt: skip
+        raise SpaceError(
+            path, where, "unknown metaparameter; expected one of " + ", ".join(sorted(SPACE_KEYS))
+        )
     if isinstance(raw, dict):
         kinds = [k for k in raw if k in DOMAIN_KINDS]
         extra = [k for k in raw if k not in DOMAIN_KINDS]
         if extra or len(kinds) != 1:
             raise SpaceError(
-                path, where, "expected a value or exactly one of "
-                + ", ".join(f"{{{k}: ...}}" for k in DOMAIN_KINDS) + f", got keys {list(raw)}",
-            )  # fmt: skip
+                path,
+                where,
+                "expected a value or exactly one of "
+                + ", ".join(f"{{{k}: ...}}" for k in DOMAIN_KINDS)
+                + f", got keys {list(raw)}",
+            )
         kind = kinds[0]
         arg = raw[kind]
         if kind == "values":
@@ -235,7 +263,9 @@ def _domain(key: str, raw, path) -> Domain:
         if kind == "int" and not all(isinstance(v, int) for v in (lo, hi)):
             raise SpaceError(path, f"{where}.int", "expected integer bounds")
         if isinstance(lo, bool) or not isinstance(lo, int | float) or not lo < hi:
-            raise SpaceError(path, f"{where}.{kind}", f"expected numbers with low < high, got {arg}")
+            raise SpaceError(
+                path, f"{where}.{kind}", f"expected numbers with low < high, got {arg}"
+            )
         if kind == "loguniform" and lo <= 0:
             raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {lo}")
         return Domain(kind, (), lo, hi)
@@ -254,7 +284,9 @@ def _value(key: str, raw, path, where: str):
     typ = ARCH_TYPES[key]
     if key == "pool_after":
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
-            raise SpaceError(path, where, f"expected a list of layer names like [conv1, fire3], got {raw!r}")
+            raise SpaceError(
+                path, where, f"expected a list of layer names like [conv1, fire3], got {raw!r}"
+            )
         return tuple(raw)
     try:
         value = pydantic.TypeAdapter(typ).validate_python(raw, strict=True)
@@ -285,8 +317,11 @@ def grid(space: Space) -> list[Point]:
     """Every combination of the discrete domains, in file order."""
     for key, d in space.domains.items():
         if not d.is_discrete:
-            raise SpaceError(space.path, f"space.{key}",
-                             f"grid search needs fixed values or {{values: [...]}}, got {d.kind}")  # fmt: skip
+            raise SpaceError(
+                space.path,
+                f"space.{key}",
+                f"grid search needs fixed values or {{values: [...]}}, got {d.kind}",
+            )
     keys = list(space.domains)
     combos = itertools.product(*(space.domains[k].values for k in keys))
     return [_make_point(space, i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]

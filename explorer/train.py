@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import os
 import time
 from collections.abc import Callable, Sequence
 
@@ -23,6 +24,29 @@ from explorer import architecture as arch
 from explorer import complexity, measure, models
 from explorer.data import Dataset
 from explorer.recipe import Recipe
+
+CACHE_ENV = "EXPLORER_CACHE_DIR"
+
+
+def compilation_cache(folder: str | os.PathLike | None = None) -> str | None:
+    """Turn on JAX's persistent compilation cache; returns the folder (None: off).
+
+    Folder: the argument, else $EXPLORER_CACHE_DIR, else ~/.cache/squeeze-explorer/jax.
+    An empty string turns the cache off. A repeated architecture then loads its
+    compiled program from disk instead of compiling again (in any process).
+    """
+    if folder is None:
+        folder = os.environ.get(CACHE_ENV)
+    if folder is None:
+        folder = os.path.join(os.path.expanduser("~"), ".cache", "squeeze-explorer", "jax")
+    if not folder:
+        return None
+    folder = os.path.abspath(os.fspath(folder))
+    os.makedirs(folder, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", folder)
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    return folder
 
 
 class TrainingFailed(Exception):
@@ -175,22 +199,25 @@ def make_runner(
     j = jax.ShapeDtypeStruct((), jnp.int32)
     ms = jax.ShapeDtypeStruct(data.mean.shape, jnp.float32)
     t0 = time.perf_counter()
-    init_c = jax.jit(init_k).lower(keys).compile()
+    # init runs once per trial: compiled without LLVM's optimisations it is as
+    # fast and compiles in ~2 s instead of ~10 s (random initialisers unroll).
+    init_c = jax.jit(init_k).lower(keys).compile(ONCE)
     state = jax.eval_shape(init_k, keys)
     perm = jax.eval_shape(shuffle_k, keys)
     xs, ys = _spec(data.x_train), _spec(data.y_train)
     step_c = (
-        jax.jit(step_k, donate_argnums=(0,))
-        .lower(state, xs, ys, ms, ms, perm, j, keys)
-        .compile()
+        jax.jit(step_k, donate_argnums=(0,)).lower(state, xs, ys, ms, ms, perm, j, keys).compile()
     )
-    shuffle_c = jax.jit(shuffle_k).lower(keys).compile()
+    shuffle_c = jax.jit(shuffle_k).lower(keys).compile(ONCE)
     n_eval = -(-len(data.x_test) // eval_b)
     xt = jax.ShapeDtypeStruct((n_eval * eval_b, *data.x_test.shape[1:]), data.x_test.dtype)
     yt = jax.ShapeDtypeStruct((n_eval * eval_b,), data.y_test.dtype)
     eval_c = jax.jit(eval_k).lower(state["params"], xt, yt, ms, ms, j).compile()
     compile_s = time.perf_counter() - t0
     return Runner(init_c, step_c, shuffle_c, eval_c, steps, eval_b, n_eval, compile_s)
+
+
+ONCE = {"xla_backend_optimization_level": 0}  # compiler options for run-once functions
 
 
 def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
@@ -212,18 +239,31 @@ def _split(keys: jax.Array, k: int):
 
 
 def _fold(keys: jax.Array, n: int) -> jax.Array:
-    return jax.random.fold_in(keys, n) if keys.ndim == 0 else jax.vmap(
-        lambda kk: jax.random.fold_in(kk, n))(keys)  # fmt: skip
+    return (
+        jax.random.fold_in(keys, n)
+        if keys.ndim == 0
+        else jax.vmap(lambda kk: jax.random.fold_in(kk, n))(keys)
+    )
 
 
-def run_epoch(runner: Runner, state, dev: dict, key) -> tuple[dict, dict]:
-    """One epoch of steps; returns the state and mean train loss/accuracy per seed."""
+def run_epoch(
+    runner: Runner, state, dev: dict, key, on_step: Callable[[int, int], None] | None = None
+) -> tuple[dict, dict]:
+    """One epoch of steps; returns the state and mean train loss/accuracy per seed.
+
+    on_step(done, total) is called every few steps (for a progress bar); it does
+    not wait for the device, so it costs nothing.
+    """
     perm = runner.shuffle(key)
     sums0 = jnp.zeros_like(state["sums"])
     state = {**state, "sums": sums0}
+    every = max(runner.steps_per_epoch // 50, 1)
     for j in range(runner.steps_per_epoch):
-        state = runner.step(state, dev["x_train"], dev["y_train"], dev["mean"], dev["std"],
-                            perm, np.int32(j), key)  # fmt: skip
+        state = runner.step(
+            state, dev["x_train"], dev["y_train"], dev["mean"], dev["std"], perm, np.int32(j), key
+        )
+        if on_step is not None and (j + 1) % every == 0:
+            on_step(j + 1, runner.steps_per_epoch)
     sums = np.asarray(state["sums"]).reshape(-1, 2) / runner.steps_per_epoch
     return state, {"loss": sums[:, 0], "accuracy": sums[:, 1]}
 
@@ -234,20 +274,22 @@ def device_data(data: Dataset, runner: Runner) -> dict:
     x_test = np.concatenate([data.x_test, np.zeros((pad, *data.x_test.shape[1:]), np.uint8)])
     y_test = np.concatenate([data.y_test, np.full(pad, -1, np.int32)])
     return {
-        "x_train": jax.device_put(data.x_train), "y_train": jax.device_put(data.y_train),
-        "x_test": jax.device_put(x_test), "y_test": jax.device_put(y_test),
-        "mean": jnp.asarray(data.mean), "std": jnp.asarray(data.std),
+        "x_train": jax.device_put(data.x_train),
+        "y_train": jax.device_put(data.y_train),
+        "x_test": jax.device_put(x_test),
+        "y_test": jax.device_put(y_test),
+        "mean": jnp.asarray(data.mean),
+        "std": jnp.asarray(data.std),
         "n_test": len(data.x_test),
-    }  # fmt: skip
+    }
 
 
 def evaluate(runner: Runner, params, dev: dict) -> tuple[np.ndarray, ...]:
     """Test loss, top-1 and top-5 per seed."""
     total = sum(
-        runner.evaluate(params, dev["x_test"], dev["y_test"], dev["mean"], dev["std"],
-                        np.int32(j))
+        runner.evaluate(params, dev["x_test"], dev["y_test"], dev["mean"], dev["std"], np.int32(j))
         for j in range(runner.eval_batches)
-    )  # fmt: skip
+    )
     sums = np.asarray(total).reshape(-1, 3) / dev["n_test"]
     return sums[:, 0], sums[:, 1], sums[:, 2]
 
@@ -260,11 +302,13 @@ def train_and_evaluate(
     seeds: Sequence[int] = (0,),
     on_epoch: Callable[[int, dict], None] | None = None,
     measure_costs: bool = True,
+    on_step: Callable[[int, int], None] | None = None,
 ) -> list[dict]:
     """Train len(seeds) copies of one architecture together; one record per seed.
 
-    on_epoch(epoch, metrics) is called after each epoch with per-seed lists of
-    train loss/accuracy and test accuracy; it may raise to stop the run.
+    on_epoch(epoch, metrics) is called after each epoch with per-seed arrays of
+    train loss/accuracy and test loss/top-1/top-5 and the epoch's time; it may
+    raise to stop the run (a scheduler's early stop).
     """
     t_start = time.perf_counter()
     seeds = list(seeds)
@@ -278,14 +322,16 @@ def train_and_evaluate(
     status, error = ["ok"] * k, [""] * k
     train_time, epochs_done = 0.0, 0
     last = {"loss": np.full(k, np.nan), "accuracy": np.full(k, np.nan)}
+    loss = top1 = top5 = np.full(k, np.nan)
     for ep in range(1, recipe.epochs + 1):
-        if recipe.inject_fault != "none" and ep == recipe.fault_epoch:
-            if recipe.inject_fault == "error":
-                raise TrainingFailed(f"injected fault (train.inject_fault: error) at epoch {ep}")
+        if ep == recipe.fault_epoch and recipe.inject_fault == "error":
+            raise TrainingFailed(f"injected fault (train.inject_fault: error) at epoch {ep}")
+        if ep == recipe.fault_epoch and recipe.inject_fault == "nan":
             state = {**state, "params": jax.tree.map(lambda p: p * jnp.nan, state["params"])}
         t0 = time.perf_counter()
-        state, metrics = run_epoch(runner, state, dev, _fold(loop_key, ep))
-        train_time += time.perf_counter() - t0
+        state, metrics = run_epoch(runner, state, dev, _fold(loop_key, ep), on_step)
+        epoch_s = time.perf_counter() - t0
+        train_time += epoch_s
         epochs_done, last = ep, metrics
         bad = ~np.isfinite(metrics["loss"])
         for i in np.flatnonzero(bad):
@@ -294,10 +340,21 @@ def train_and_evaluate(
                 error[i] = f"loss became {metrics['loss'][i]} in epoch {ep}"
         if bad.all():  # nothing left to train: stop instead of wasting the budget
             break
+        loss, top1, top5 = evaluate(runner, state["params"], dev)
         if on_epoch is not None:
-            on_epoch(ep, {"train_loss": metrics["loss"], "train_accuracy": metrics["accuracy"]})
+            on_epoch(
+                ep,
+                {
+                    "train_loss": metrics["loss"],
+                    "train_accuracy": metrics["accuracy"],
+                    "test_loss": loss,
+                    "accuracy": top1,
+                    "top5": top5,
+                    "epoch_s": epoch_s,
+                    "status": list(status),
+                },
+            )
 
-    loss, top1, top5 = evaluate(runner, state["params"], dev)
     per_seed = _unstack(state["params"], k)
     if measure_costs:  # int8 weights, measured: one more (vmapped) test pass
         int8_acc = evaluate(runner, measure.quantize_int8(state["params"], int(k > 1)), dev)[1]
@@ -309,25 +366,29 @@ def train_and_evaluate(
     records = []
     for i, seed in enumerate(seeds):
         ok = status[i] == "ok"
-        records.append({
-            **record_fields(spec, recipe, data),
-            **complexity.summary(plan),
-            "seed": seed, "status": status[i], "error": error[i],
-            "epochs_done": epochs_done,
-            "accuracy": float(top1[i]) if ok else math.nan,
-            "top5": float(top5[i]) if ok else math.nan,
-            "test_loss": float(loss[i]) if ok else math.nan,
-            "train_accuracy": float(last["accuracy"][i]),
-            "train_loss": float(last["loss"][i]),
-            "int8_accuracy": float(int8_acc[i]) if ok else math.nan,
-            "latency_b1_ms": lat.get("b1_ms", math.nan),
-            "latency_b128_ms": lat.get("b128_ms", math.nan),
-            "compile_s": runner.compile_s,
-            "images_per_s": images / train_time if train_time else math.nan,
-            "wall_s": wall,
-            "seeds_in_program": k,
-            "device": jax.devices()[0].device_kind,
-        })  # fmt: skip
+        records.append(
+            {
+                **record_fields(spec, recipe, data),
+                **complexity.summary(plan),
+                "seed": seed,
+                "status": status[i],
+                "error": error[i],
+                "epochs_done": epochs_done,
+                "accuracy": float(top1[i]) if ok else math.nan,
+                "top5": float(top5[i]) if ok else math.nan,
+                "test_loss": float(loss[i]) if ok else math.nan,
+                "train_accuracy": float(last["accuracy"][i]),
+                "train_loss": float(last["loss"][i]),
+                "int8_accuracy": float(int8_acc[i]) if ok else math.nan,
+                "latency_b1_ms": lat.get("b1_ms", math.nan),
+                "latency_b128_ms": lat.get("b128_ms", math.nan),
+                "compile_s": runner.compile_s,
+                "images_per_s": images / train_time if train_time else math.nan,
+                "wall_s": wall,
+                "seeds_in_program": k,
+                "device": jax.devices()[0].device_kind,
+            }
+        )
     return records
 
 
@@ -337,15 +398,16 @@ def _unstack(tree, k: int) -> list:
     return [jax.tree.map(lambda a, i=i: a[i], tree) for i in range(k)]
 
 
-def record_fields(spec: arch.ArchSpec, recipe: Recipe, data: Dataset) -> dict:
-    """Metaparameter, recipe and data columns of a results row."""
+def spec_fields(spec: arch.ArchSpec) -> dict:
+    """Metaparameter columns of a results row."""
     d = spec.as_dict()
     d["pool_after"] = ",".join(spec.pool_after)
+    return d
+
+
+def recipe_fields(recipe: Recipe) -> dict:
+    """Recipe columns of a results row."""
     return {
-        **d,
-        "dataset": data.info.name,
-        "train_examples": len(data.x_train),
-        "test_examples": len(data.x_test),
         "epochs": recipe.epochs,
         "batch_size": recipe.batch_size,
         "optimizer": recipe.optimizer,
@@ -354,4 +416,15 @@ def record_fields(spec: arch.ArchSpec, recipe: Recipe, data: Dataset) -> dict:
         "schedule": recipe.schedule,
         "augment": recipe.augment,
         "recipe": recipe.model_dump_json(),
+    }
+
+
+def record_fields(spec: arch.ArchSpec, recipe: Recipe, data: Dataset) -> dict:
+    """Metaparameter, recipe and data columns of a results row."""
+    return {
+        **spec_fields(spec),
+        **recipe_fields(recipe),
+        "dataset": data.info.name,
+        "train_examples": len(data.x_train),
+        "test_examples": len(data.x_test),
     }

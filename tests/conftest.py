@@ -8,7 +8,15 @@ os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
 os.environ.setdefault("RAY_AUTH_MODE", "disabled")
 os.environ.setdefault("JAX_PLATFORMS", "cpu")
 os.environ.setdefault("MPLBACKEND", "Agg")
+# Compiled programs are cached across tests and test runs (the same tiny nets recur).
+os.environ.setdefault(
+    "EXPLORER_CACHE_DIR",
+    os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "jax"),
+)
 
+import socket  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -27,3 +35,97 @@ def write_space(tmp_path):
         return path
 
     return write
+
+
+TINY_SPACE = """
+name: {name}
+base: squeezenet1_1
+dataset: {{name: fashion_mnist, train_size: 512, test_size: 256}}
+space:
+  conv1_filters: 8
+  base_e: {base_e}
+  incr_e: 8
+{extra}
+train: {{epochs: {epochs}, batch_size: 64, learning_rate: 0.003, warmup_epochs: 0}}
+search: {search}
+objectives: {{accuracy: max, params: min}}
+resources: {{cpus_per_trial: 1}}
+"""
+
+
+@pytest.fixture
+def tiny_space(write_space):
+    """A small real sweep on a Fashion-MNIST slice: narrow nets, a few seconds a trial."""
+
+    def make(
+        name="tiny",
+        base_e="{values: [8, 16]}",
+        extra="",
+        epochs=1,
+        search="{method: grid, seeds: 2}",
+    ):
+        text = TINY_SPACE.format(
+            name=name, base_e=base_e, extra=extra, epochs=epochs, search=search
+        )
+        return write_space(text, f"{name}.yaml")
+
+    return make
+
+
+def _free_port(host: str) -> int:
+    with socket.socket() as s:
+        s.bind((host, 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def ray_cluster(tmp_path_factory):
+    """A real 2-node Ray cluster on loopback, one CPU per node; stopped afterwards.
+
+    Each node gets its own loopback address (Ray would rewrite 127.0.0.1 to the
+    machine's interface address), so nothing listens beyond this machine.
+    """
+    head_ip, worker_ip = "127.0.0.2", "127.0.0.3"
+    port = _free_port(head_ip)
+    env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # That variable pins a single node to 127.0.0.1; here each node has its own address.
+    env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
+    ray = [sys.executable, "-m", "ray.scripts.scripts"]
+    common = ["--num-cpus=1", "--disable-usage-stats"]
+    try:
+        subprocess.run(
+            [
+                *ray,
+                "start",
+                "--head",
+                f"--node-ip-address={head_ip}",
+                f"--port={port}",
+                "--include-dashboard=false",
+                *common,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        subprocess.run(
+            [
+                *ray,
+                "start",
+                f"--address={head_ip}:{port}",
+                f"--node-ip-address={worker_ip}",
+                *common,
+            ],
+            env=env,
+            check=True,
+            capture_output=True,
+            timeout=120,
+        )
+        yield {
+            "address": f"{head_ip}:{port}",
+            "node_ip": head_ip,
+            "nodes": {head_ip, worker_ip},
+            "env": env,
+        }
+    finally:
+        subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)

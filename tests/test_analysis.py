@@ -134,7 +134,7 @@ def test_pareto_front_three_objectives():
             "params": [1, 2, 2, 3],
             "accuracy": [0.5, 0.7, 0.7, 0.8],
             "latency_b1_ms": [3.0, 1.0, 2.0, 5.0],
-        }  # fmt: skip
+        }
     )
     objs = {"params": "min", "accuracy": "max", "latency_b1_ms": "min"}
     front = pareto_front(df, objs)
@@ -170,21 +170,31 @@ def test_hypervolume_counts_the_dominated_grid_cells(pairs):
     # dominates, i.e. with a point at or below-left of the cell's corner.
     df = pd.DataFrame(pairs, columns=["a", "b"], dtype="float64")
     objs = {"a": "min", "b": "min"}
-    cells = sum(
-        any(a <= i and b <= j for a, b in pairs) for i in range(6) for j in range(6)
-    )
+    cells = sum(any(a <= i and b <= j for a, b in pairs) for i in range(6) for j in range(6))
     assert hypervolume_2d(df, objs, {"a": 6, "b": 6}) == pytest.approx(cells)
 
 
 # ---------------------------------------------------------------- aggregate
 def trial(i, sr, seed, acc, status="ok", **extra) -> dict:
     row = dict(
-        trial_id=f"sr-{i}-s{seed}", space="sr", point=i, seed=seed, status=status,
-        error="" if status == "ok" else "boom", base="squeezenet1_1",
-        squeeze_ratio=sr, pct3x3=0.5, base_e=128, incr_e=128, freq=2,
-        bypass="none", dataset="fashion_mnist", params=int(1000 * (1 + 10 * sr)),
-        accuracy=acc, wall_s=60.0,
-    )  # fmt: skip
+        trial_id=f"sr-{i}-s{seed}",
+        space="sr",
+        point=i,
+        seed=seed,
+        status=status,
+        error="" if status == "ok" else "boom",
+        base="squeezenet1_1",
+        squeeze_ratio=sr,
+        pct3x3=0.5,
+        base_e=128,
+        incr_e=128,
+        freq=2,
+        bypass="none",
+        dataset="fashion_mnist",
+        params=int(1000 * (1 + 10 * sr)),
+        accuracy=acc,
+        wall_s=60.0,
+    )
     row.update(extra)
     return row
 
@@ -192,11 +202,14 @@ def trial(i, sr, seed, acc, status="ok", **extra) -> dict:
 def test_aggregate_seeds_mean_std_and_count_per_architecture():
     df = table(
         [
-            trial(0, 0.125, 0, 0.80), trial(0, 0.125, 1, 0.90),
-            trial(1, 0.5, 0, 0.70), trial(1, 0.5, 1, 0.72), trial(1, 0.5, 2, 0.74),
+            trial(0, 0.125, 0, 0.80),
+            trial(0, 0.125, 1, 0.90),
+            trial(1, 0.5, 0, 0.70),
+            trial(1, 0.5, 1, 0.72),
+            trial(1, 0.5, 2, 0.74),
             trial(2, 1.0, 0, None, status="failed"),
         ]
-    )  # fmt: skip
+    )
     agg = aggregate_seeds(df, metrics=["accuracy", "params"])
     assert len(agg) == 2  # the failed trial is not an architecture
     agg = agg.set_index("squeeze_ratio")
@@ -241,7 +254,7 @@ def test_edf_hand_example():
             "bypass": ["none"] * 4 + ["simple", "simple"],
             "accuracy": [0.9, 0.8, 0.8, 0.7, 0.6, np.nan],
             "status": ["ok"] * 5 + ["failed"],
-        }  # fmt: skip
+        }
     )
     out = edf(df, by="bypass")
     assert list(out.columns[:3]) == ["group", "error", "fraction"]
@@ -272,7 +285,7 @@ def test_complexity_normalised_edf_reweights_by_bins():
             "g": ["a"] * 4 + ["b"] * 2,
             "params": [1e3, 1e3, 2e3, 1e6, 1e3, 1e6],
             "accuracy": [0.9, 0.8, 0.7, 0.95, 0.6, 0.5],
-        }  # fmt: skip
+        }
     )
     w = complexity_weights(df["params"], df["g"], bins=2)
     assert w.tolist() == pytest.approx([1 / 6, 1 / 6, 1 / 6, 1 / 2, 1 / 2, 1 / 2])
@@ -296,7 +309,7 @@ def test_sensitivity_hand_example():
             "accuracy": [0.8, 0.9, 0.7, 0.1],
             "bytes_f32": [100, 100, 400, 400],
             "status": ["ok", "ok", "ok", "failed"],
-        }  # fmt: skip
+        }
     )
     out = sensitivity(df, "squeeze_ratio")
     assert out["squeeze_ratio"].tolist() == [0.25, 0.5]
@@ -327,9 +340,7 @@ def test_pareto_plot():
     assert isinstance(fig, Figure)
     (ax,) = fig.axes
     assert plots.title(fig) == "test top-1 accuracy (%) vs parameters: Pareto front"
-    assert (
-        ax.get_xlabel() == "parameters" and ax.get_ylabel() == plots.LABELS["accuracy"]
-    )
+    assert ax.get_xlabel() == "parameters" and ax.get_ylabel() == plots.LABELS["accuracy"]
     assert has_drawing(ax)
     assert ax.get_xscale() == "linear"  # 2,250 to 11,000 params: under a decade
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
@@ -357,8 +368,9 @@ def test_sensitivity_plot():
     fig = plots.sensitivity(sens, "squeeze_ratio")
     assert fig.get_suptitle().startswith("sensitivity to squeeze ratio (SR)")
     assert [ax.get_title() for ax in fig.axes] == [
-        plots.LABELS["accuracy"], plots.LABELS["bytes_f32"]
-    ]  # fmt: skip
+        plots.LABELS["accuracy"],
+        plots.LABELS["bytes_f32"],
+    ]
     assert all(has_drawing(ax) for ax in fig.axes)
 
 

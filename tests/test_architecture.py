@@ -36,8 +36,16 @@ def test_spatial_sizes_follow_torchvision_layer_by_layer(name):
 def test_squeezenet1_0_fire_widths_are_the_papers():
     plan = arch.plan(arch.preset("squeezenet1_0"))
     widths = [(f.s1x1, f.e1x1, f.e3x3) for f in plan.fires]
-    assert widths == [(16, 64, 64), (16, 64, 64), (32, 128, 128), (32, 128, 128),
-                      (48, 192, 192), (48, 192, 192), (64, 256, 256), (64, 256, 256)]
+    assert widths == [
+        (16, 64, 64),
+        (16, 64, 64),
+        (32, 128, 128),
+        (32, 128, 128),
+        (48, 192, 192),
+        (48, 192, 192),
+        (64, 256, 256),
+        (64, 256, 256),
+    ]
 
 
 def test_model_output_shape_and_intermediate_shapes():
@@ -76,13 +84,22 @@ def test_widths_follow_the_papers_formula():
 def test_bypass_shortcuts_sit_where_the_paper_puts_them():
     simple = arch.plan(arch.preset("squeezenet1_0").replace(bypass="simple"))
     assert [f.name for f in simple.fires if f.shortcut == "identity"] == [
-        "fire3", "fire5", "fire7", "fire9"]
+        "fire3",
+        "fire5",
+        "fire7",
+        "fire9",
+    ]
     complex_ = arch.plan(arch.preset("squeezenet1_0").replace(bypass="complex"))
     assert [f.name for f in complex_.fires if f.shortcut == "conv"] == [
-        "fire2", "fire4", "fire6", "fire8"]
+        "fire2",
+        "fire4",
+        "fire6",
+        "fire8",
+    ]
     extra = complexity.params(complex_) - complexity.params(simple)
-    assert extra == sum(f.in_ch * f.out_ch + f.out_ch for f in complex_.fires
-                        if f.shortcut == "conv")
+    assert extra == sum(
+        f.in_ch * f.out_ch + f.out_ch for f in complex_.fires if f.shortcut == "conv"
+    )
 
 
 def test_pure_1x1_and_pure_3x3_expands_build_and_run():

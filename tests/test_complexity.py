@@ -42,6 +42,8 @@ def test_int8_model_is_about_a_quarter_of_float32():
 
 def test_flops_grow_with_squeeze_ratio():
     base = arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1)
-    flops = [complexity.flops(arch.plan(base.replace(squeeze_ratio=sr)))
-             for sr in (0.125, 0.25, 0.5, 1.0)]
+    flops = [
+        complexity.flops(arch.plan(base.replace(squeeze_ratio=sr)))
+        for sr in (0.125, 0.25, 0.5, 1.0)
+    ]
     assert flops == sorted(flops) and len(set(flops)) == 4

@@ -25,13 +25,30 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 def row(i: int, sr: float, pct: float, seed: int, **extra) -> dict:
     params = int(700_000 * (0.5 + sr) * (0.5 + pct))
     out = dict(
-        trial_id=f"grid-{i}-s{seed}", space="grid", point=i, seed=seed, status="ok",
-        error="", base="squeezenet1_1", squeeze_ratio=sr, pct3x3=pct, base_e=128,
-        incr_e=128, freq=2, bypass="none", dataset="fashion_mnist", recipe="{}",
-        params=params, bytes_f32=4 * params, bytes_int8=params, flops=40 * params,
+        trial_id=f"grid-{i}-s{seed}",
+        space="grid",
+        point=i,
+        seed=seed,
+        status="ok",
+        error="",
+        base="squeezenet1_1",
+        squeeze_ratio=sr,
+        pct3x3=pct,
+        base_e=128,
+        incr_e=128,
+        freq=2,
+        bypass="none",
+        dataset="fashion_mnist",
+        recipe="{}",
+        params=params,
+        bytes_f32=4 * params,
+        bytes_int8=params,
+        flops=40 * params,
         accuracy=0.80 + 0.05 * sr + 0.02 * pct + 0.004 * seed,
-        latency_b1_ms=1.0 + sr, wall_s=90.0, device="cpu",
-    )  # fmt: skip
+        latency_b1_ms=1.0 + sr,
+        wall_s=90.0,
+        device="cpu",
+    )
     out.update(extra)
     return out
 
@@ -46,13 +63,35 @@ def grid() -> pd.DataFrame:
         for seed in range(2)
     ]
     rows += [
-        dict(trial_id="grid-6-s0", space="grid", point=6, seed=0, status="failed",
-             error="RESOURCE_EXHAUSTED: out of memory", squeeze_ratio=4.0),
-        dict(trial_id="grid-7-s0", space="grid", point=7, seed=0, status="skipped",
-             error="flops 9e9 over the budget | 1e9"),
-        dict(trial_id="grid-8-s0", space="grid", point=8, seed=0, status="stopped",
-             error="", squeeze_ratio=0.25, accuracy=0.3, params=500_000),
-    ]  # fmt: skip
+        dict(
+            trial_id="grid-6-s0",
+            space="grid",
+            point=6,
+            seed=0,
+            status="failed",
+            error="RESOURCE_EXHAUSTED: out of memory",
+            squeeze_ratio=4.0,
+        ),
+        dict(
+            trial_id="grid-7-s0",
+            space="grid",
+            point=7,
+            seed=0,
+            status="skipped",
+            error="flops 9e9 over the budget | 1e9",
+        ),
+        dict(
+            trial_id="grid-8-s0",
+            space="grid",
+            point=8,
+            seed=0,
+            status="stopped",
+            error="",
+            squeeze_ratio=0.25,
+            accuracy=0.3,
+            params=500_000,
+        ),
+    ]
     # Every column named, so conform sees NaN (not pd.NA) in the absent ones.
     return conform(pd.DataFrame(rows, columns=COLUMNS))
 
@@ -62,10 +101,15 @@ def test_write_report_files(grid, tmp_path):
     assert out["report.md"] == tmp_path / "report/report.md"
     pngs = sorted(name for name in out if name.endswith(".png"))
     expected = {
-        "pareto_params.png", "pareto_flops.png", "pareto_latency_b1_ms.png",
-        "edf.png", "edf_squeeze_ratio.png", "edf_pct3x3_by_params.png",
-        "sensitivity_squeeze_ratio.png", "sensitivity_pct3x3.png",
-    }  # fmt: skip
+        "pareto_params.png",
+        "pareto_flops.png",
+        "pareto_latency_b1_ms.png",
+        "edf.png",
+        "edf_squeeze_ratio.png",
+        "edf_pct3x3_by_params.png",
+        "sensitivity_squeeze_ratio.png",
+        "sensitivity_pct3x3.png",
+    }
     assert expected <= set(pngs)
     for name in pngs:
         data = out[name].read_bytes()
@@ -165,9 +209,11 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
     # jupyter_client starts the "python3" kernel with this interpreter
     # (sys.executable), so the kernel sees the venv and the project.
     client = NotebookClient(
-        nb, kernel_name="python3", timeout=120,
+        nb,
+        kernel_name="python3",
+        timeout=120,
         resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )  # fmt: skip
+    )
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")

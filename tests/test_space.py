@@ -29,7 +29,8 @@ space:
 """)
     pts = spaces.points(spaces.load(path))
     assert [(p.arch.squeeze_ratio, p.arch.bypass) for p in pts] == [
-        (sr, b) for sr in (0.25, 0.5) for b in ("none", "simple", "complex")]
+        (sr, b) for sr in (0.25, 0.5) for b in ("none", "simple", "complex")
+    ]
     assert all(p.arch.pct3x3 == 0.25 for p in pts)
     assert [p.index for p in pts] == list(range(6))
 
@@ -78,17 +79,26 @@ MALFORMED = [
     ("space: {base_e: 12.5}", "space.base_e"),
     ("space: {bypass: dense}", "space.bypass"),
     ("space: {pool_after: {values: [[conv1, fire12]]}}", "space.pool_after: no layer 'fire12'"),
-    ("space: {squeeze_ratio: {values: []}}", "space.squeeze_ratio.values: expected a non-empty list"),
+    (
+        "space: {squeeze_ratio: {values: []}}",
+        "space.squeeze_ratio.values: expected a non-empty list",
+    ),
     ("space: {squeeze_ratio: {uniform: [0.9, 0.1]}}", "space.squeeze_ratio.uniform"),
     ("space: {learning_rate: {loguniform: [0, 0.1]}}", "space.learning_rate.loguniform"),
-    ("space: {squeeze_ratio: {values: [0.5], uniform: [0.1, 1]}}", "space.squeeze_ratio: expected a value or exactly one of"),
+    (
+        "space: {squeeze_ratio: {values: [0.5], uniform: [0.1, 1]}}",
+        "space.squeeze_ratio: expected a value or exactly one of",
+    ),
     ("space: {image_size: 64}", "space.image_size: is set by the data set"),
     ("space: {squeeze_ratio: {uniform: [0.1, 0.9]}}", "space.squeeze_ratio: grid search needs"),
     ("space: [squeeze_ratio]", "space: expected a mapping"),
     ("train: {epochs: 0}", "train.epochs"),
     ("train: {optimizer: rmsprop}", "train.optimizer"),
     ("train: {learnig_rate: 0.1}", "train.learnig_rate: unknown key"),
-    ("train: {epochs: 2, warmup_epochs: 3}", "train: Value error, warmup_epochs (3.0) must be less than epochs"),
+    (
+        "train: {epochs: 2, warmup_epochs: 3}",
+        "train: Value error, warmup_epochs (3.0) must be less than epochs",
+    ),
     ("search: {method: bayes}", "search.method"),
     ("search: {seeds: 0}", "search.seeds"),
     ("objectives: {acuracy: max}", "objectives.acuracy: unknown metric"),
@@ -124,7 +134,9 @@ def test_the_console_script_exits_2_without_a_traceback(write_space):
     path = write_space("space: {squeeze_ratio: {values: [0.5, -1]}}")
     proc = subprocess.run(
         [sys.executable, "-m", "explorer.cli", "inspect", str(path)],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     assert proc.returncode == 2
     assert "space.squeeze_ratio.values[1]" in proc.stderr

@@ -1,0 +1,132 @@
+"""The sweep's Ray Tune callback: rows written by the driver, and live progress.
+
+Rows are written here, on the driver, from each trial's last result, so a
+cluster needs no shared file system and a crash of a worker never half-writes
+a row. Kept apart from explorer.sweep so that commands which never run a sweep
+do not import Ray.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import sys
+import time
+from pathlib import Path
+
+import pandas as pd
+from ray import tune
+
+from explorer import results
+from explorer import space as spaces
+from explorer.sweep import base_row, trial_id
+
+
+class RowWriter(tune.Callback):
+    """Writes each finished trial's rows (on the driver) and prints progress."""
+
+    def __init__(
+        self, out: Path, space: spaces.Space, total: int, done_before: int, first_index: int = 0
+    ):
+        self.out, self.space, self.total = out, space, total
+        # tpe points are numbered here, in the order their trials start
+        self.indices: dict[str, int] = {}
+        self.next_index = first_index
+        self.done_before = done_before
+        self.t0 = time.perf_counter()
+        self.finished = self.failed = 0
+        self.metric, self.direction = next(iter(space.objectives.items()))
+        self.best: tuple[float, str] | None = None
+
+    def on_trial_start(self, iteration, trials, trial, **info):
+        if trial.trial_id not in self.indices:
+            self.indices[trial.trial_id] = self.next_index
+            self.next_index += 1
+
+    def _write(self, rows: list[dict], trial) -> None:
+        for r in rows:
+            if r["point"] < 0:
+                r["point"] = self.indices.get(trial.trial_id, self.next_index)
+                r["trial_id"] = trial_id(self.space.name, r["point"], r["seed"])
+            r.setdefault("finished_at", now())
+            r.setdefault("versions", results.versions())
+            results.write_row(self.out, r)
+            self.finished += 1
+            if r["status"] == "failed":
+                self.failed += 1
+            value = r.get(self.metric)
+            if r["status"] == "ok" and value is not None and not math.isnan(value):
+                better = self.best is None or (
+                    value > self.best[0] if self.direction == "max" else value < self.best[0]
+                )
+                if better:
+                    self.best = (value, r["trial_id"])
+
+    def on_trial_complete(self, iteration, trials, trial, **info):
+        rows = (trial.last_result or {}).get("rows")
+        if not rows:
+            rows = self._rows_for(trial, "failed", "trial ended without reporting a result")
+        self._write(rows, trial)
+        self._progress(trials, trial)
+
+    def on_trial_error(self, iteration, trials, trial, **info):
+        self._write(self._rows_for(trial, "failed", _error_text(trial)), trial)
+        self._progress(trials, trial)
+
+    def _rows_for(self, trial, status: str, error: str) -> list[dict]:
+        last = (trial.last_result or {}).get("rows")
+        if last:  # it got some epochs done before dying
+            return [{**r, "status": status, "error": error} for r in last]
+        cfg = trial.config.get("cfg", trial.config)
+        if "index" in cfg:
+            point = spaces._make_point(self.space, cfg["index"], cfg["values"])
+            seeds = cfg["seeds"]
+        else:
+            values = {k: cfg[k] for k in self.space.domains}
+            point = spaces._make_point(self.space, -1, values)
+            seeds = list(range(self.space.search.seeds))
+        return [
+            {**base_row(self.space, point, s), "status": status, "error": error, "epochs_done": 0}
+            for s in seeds
+        ]
+
+    def _progress(self, trials, ended) -> None:
+        running = sum(t.status == "RUNNING" and t is not ended for t in trials)
+        done = self.done_before + self.finished
+        elapsed = time.perf_counter() - self.t0
+        left = ""
+        if self.finished:
+            eta = elapsed / self.finished * max(self.total - done, 0)
+            left = f", ~{_duration(eta)} left"
+        best = f", best {self.metric} {self.best[0]:.4g} ({self.best[1]})" if self.best else ""
+        print(
+            f"[{_duration(elapsed)}] {done}/{self.total} rows done, {running} running, "
+            f"{self.failed} failed{best}{left}",
+            file=sys.stderr,  # looked up each time: Tune pickles its callbacks
+            flush=True,
+        )
+
+
+def _error_text(trial) -> str:
+    """The last line of a failed trial's error (the exception), without colour codes."""
+    text = ""
+    try:
+        if trial.error_file and Path(trial.error_file).exists():
+            text = Path(trial.error_file).read_text()
+        else:
+            text = str(trial.get_error() or "")
+    except Exception:  # the error file may be on a node that is gone
+        pass
+    text = re.sub(r"\x1b\[[0-9;]*m", "", text)
+    lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
+    lines = [ln for ln in lines if not ln.startswith("Failure #")]
+    return lines[-1][:500] if lines else "trial errored (no error text)"
+
+
+def now() -> pd.Timestamp:
+    return pd.Timestamp.now(tz="UTC")
+
+
+def _duration(s: float) -> str:
+    s = int(s)
+    return f"{s // 3600}h{s // 60 % 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s"

@@ -1,0 +1,156 @@
+"""Sweeps on Ray Tune: a real 2-node loopback cluster, resume after kill -9, faults."""
+
+import signal
+import subprocess
+import sys
+import time
+
+import pandas as pd
+import pytest
+
+from explorer import cli, results, sweep
+
+pytestmark = pytest.mark.slow
+
+
+def explorer(*args, env=None, **kw):
+    """The CLI in a child process, as a user would run it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "explorer.cli", *map(str, args)],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        **kw,
+    )
+
+
+def cluster_args(c):
+    return ["--address", c["address"], "--node-ip-address", c["node_ip"]]
+
+
+def test_sweep_on_a_two_node_cluster(ray_cluster, tiny_space, tmp_path):
+    space = tiny_space("cluster")
+    out = tmp_path / "sweep"
+    proc = explorer(
+        "sweep", space, "--output", out, *cluster_args(ray_cluster), env=ray_cluster["env"]
+    )
+    text, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, text
+    table = pd.read_parquet(out / "results.parquet")  # one pandas call
+    assert list(table.columns) == results.COLUMNS
+    assert sorted(table["trial_id"]) == [f"cluster-p{p:04d}-s{s}" for p in (0, 1) for s in (0, 1)]
+    assert (table["status"] == "ok").all(), table[["trial_id", "error"]]
+    assert table["accuracy"].between(0, 1).all() and table["params"].is_monotonic_increasing
+    assert (table["seeds_in_program"] == 2).all()  # each point's seeds in one program
+    nodes = {h.split("(")[-1].rstrip(")") for h in table["host"]}
+    assert nodes == ray_cluster["nodes"], "trials ran on both nodes, on loopback"
+    assert "best by accuracy" in text and "cluster-p000" in text
+
+
+def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, tmp_path):
+    space = tiny_space(
+        "resumable", base_e="{values: [8, 12, 16, 20]}", search="{method: grid, seeds: 1}"
+    )
+    out = tmp_path / "sweep"
+    rows = out / "rows"
+    proc = explorer(
+        "sweep",
+        space,
+        "--output",
+        out,
+        "--max-concurrent",
+        1,
+        *cluster_args(ray_cluster),
+        env=ray_cluster["env"],
+    )
+    deadline = time.time() + 300
+    while time.time() < deadline and len(list(rows.glob("*.parquet"))) < 1:
+        assert proc.poll() is None, proc.stdout.read()
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rows.glob("*.parquet")}
+    assert 1 <= len(before) < 4, "killed mid-sweep"
+
+    again = explorer(
+        "sweep",
+        space,
+        "--output",
+        out,
+        "--resume",
+        *cluster_args(ray_cluster),
+        env=ray_cluster["env"],
+    )
+    text, _ = again.communicate(timeout=600)
+    assert again.returncode == 0, text
+    assert f"{len(before)} already done" in text
+    table = results.load(out)
+    assert sorted(table["trial_id"]) == [f"resumable-p{p:04d}-s0" for p in range(4)]
+    assert table["trial_id"].is_unique and (table["status"] == "ok").all()
+    for name, (mtime, data) in before.items():  # finished rows untouched: not retrained
+        f = rows / name
+        assert f.stat().st_mtime_ns == mtime and f.read_bytes() == data
+
+
+def test_failing_trials_become_rows_and_the_sweep_completes(ray_cluster, tiny_space, tmp_path):
+    space = tiny_space(
+        "faulty",
+        base_e=8,
+        epochs=2,
+        extra="  inject_fault: {values: [none, nan, error, crash]}",
+        search="{method: grid, seeds: 1, max_failures: 1}",
+    )
+    out = tmp_path / "sweep"
+    proc = explorer(
+        "sweep", space, "--output", out, *cluster_args(ray_cluster), env=ray_cluster["env"]
+    )
+    text, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, text
+    t = results.load(out).set_index("trial_id")
+    assert len(t) == 4
+    assert t.loc["faulty-p0000-s0", "status"] == "ok"
+    assert t.loc["faulty-p0001-s0", "status"] == "failed"
+    assert "loss became nan in epoch 1" in t.loc["faulty-p0001-s0", "error"]
+    assert t.loc["faulty-p0002-s0", "status"] == "failed"
+    assert "injected fault" in t.loc["faulty-p0002-s0", "error"]
+    # The worker process of the 'crash' trial died once; Ray retried it.
+    assert t.loc["faulty-p0003-s0", "status"] == "ok", t.loc["faulty-p0003-s0", "error"]
+    assert "failed: faulty-p0001-s0" in text
+
+
+def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, capsys):
+    space = tiny_space(
+        "tpe",
+        base_e="{int: [8, 64]}",
+        extra="  squeeze_ratio: {uniform: [0.1, 0.5]}",
+        search="{method: tpe, num_samples: 4, seeds: 1}",
+    )
+    text = space.read_text() + "constraints: {max_params: 40000}\n"
+    space.write_text(text)
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(space), "--output", str(out)]) == 0
+    table = results.load(out)
+    assert len(table) == 4 and table["trial_id"].is_unique
+    assert set(table["status"]) <= {"ok", "skipped"}
+    skipped = table[table["status"] == "skipped"]
+    assert (skipped["params"] > 40000).all() and (table[table.status == "ok"].params <= 40000).all()
+    assert skipped["error"].str.startswith("constraint: params").all()
+    assert cli.main(["sweep", str(space), "--output", str(out)]) == 2  # no --resume
+    assert "--resume" in capsys.readouterr().err
+    space.write_text(text.replace("40000", "50000"))
+    assert cli.main(["sweep", str(space), "--output", str(out), "--resume"]) == 2
+    assert "differs from the space this sweep started with" in capsys.readouterr().err
+
+
+def test_skipped_rows_are_never_trained(tiny_space):
+    from explorer import space as spaces
+
+    s = spaces.load(tiny_space("limits", base_e="{values: [8, 64]}"))
+    s = s.__class__(
+        **{**s.__dict__, "constraints": s.constraints.model_copy(update={"max_params": 20000})}
+    )
+    keep, rows = sweep.skipped_rows(s, spaces.points(s))
+    assert [p.index for p in keep] == [0]
+    assert [r["trial_id"] for r in rows] == ["limits-p0001-s0", "limits-p0001-s1"]
+    assert all(r["status"] == "skipped" and "max_params 20,000" in r["error"] for r in rows)

@@ -1,0 +1,184 @@
+"""The trainer on real Fashion-MNIST slices, with a narrow SqueezeNet so it is quick."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+
+from explorer import architecture as arch
+from explorer import cli, complexity, measure, train
+from explorer import data as datasets
+from explorer.recipe import Recipe
+
+# SqueezeNet 1.1's layout at an eighth of its widths: same depth, pools and head.
+SMALL = arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1).replace(
+    conv1_filters=16, base_e=16, incr_e=16
+)
+QUICK = Recipe(
+    epochs=2,
+    batch_size=64,
+    optimizer="adam",
+    learning_rate=3e-3,
+    weight_decay=0.0,
+    warmup_epochs=0.0,
+    schedule="constant",
+)
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    return datasets.load("fashion_mnist", train_size=2048, test_size=512)
+
+
+def test_training_learns_real_data(fmnist):
+    [rec] = train.train_and_evaluate(SMALL, QUICK, fmnist, [0], measure_costs=False)
+    assert rec["status"] == "ok" and rec["epochs_done"] == 2
+    assert rec["accuracy"] > 0.55, rec  # chance is 0.10
+    assert rec["train_loss"] < 1.5  # from ln(10) = 2.30
+    assert rec["top5"] >= rec["accuracy"]
+    assert rec["train_examples"] == 2048 and rec["test_examples"] == 512
+    assert rec["params"] == complexity.summary(arch.plan(SMALL))["params"]
+
+
+def test_same_seed_same_result_other_seed_differs(fmnist):
+    recipe = QUICK.model_copy(update={"epochs": 1})
+    a, b, c = (
+        train.train_and_evaluate(SMALL, recipe, fmnist, [s], measure_costs=False)[0]
+        for s in (1, 1, 2)
+    )
+    assert a["test_loss"] == b["test_loss"] and a["accuracy"] == b["accuracy"]
+    assert a["test_loss"] != c["test_loss"]
+
+
+def test_vmapped_seeds_equal_separate_runs(fmnist):
+    recipe = QUICK.model_copy(update={"epochs": 1})
+    together = train.train_and_evaluate(SMALL, recipe, fmnist, [3, 5], measure_costs=False)
+    apart = [
+        train.train_and_evaluate(SMALL, recipe, fmnist, [s], measure_costs=False)[0] for s in (3, 5)
+    ]
+    assert [r["seed"] for r in together] == [3, 5]
+    assert all(r["seeds_in_program"] == 2 for r in together)
+    assert together[0]["test_loss"] != together[1]["test_loss"]  # really two seeds
+    for t, s in zip(together, apart, strict=True):
+        # Same program per seed up to float reassociation inside batched convolutions.
+        assert t["test_loss"] == pytest.approx(s["test_loss"], rel=1e-3)
+        assert abs(t["accuracy"] - s["accuracy"]) <= 2 / 512
+        assert t["train_loss"] == pytest.approx(s["train_loss"], rel=1e-3)
+
+
+def test_nan_loss_stops_the_run_with_a_failed_status(fmnist):
+    recipe = QUICK.model_copy(update={"epochs": 5, "inject_fault": "nan", "fault_epoch": 2})
+    seen = []
+    [rec] = train.train_and_evaluate(
+        SMALL, recipe, fmnist, [0], measure_costs=False, on_epoch=lambda ep, m: seen.append(ep)
+    )
+    assert rec["status"] == "failed"
+    assert "loss became nan in epoch 2" in rec["error"]
+    assert rec["epochs_done"] == 2  # stopped instead of running epochs 3..5
+    assert seen == [1]
+    assert np.isnan(rec["accuracy"])
+
+
+def test_injected_error_raises(fmnist):
+    recipe = QUICK.model_copy(update={"inject_fault": "error", "fault_epoch": 1})
+    with pytest.raises(train.TrainingFailed, match="injected fault"):
+        train.train_and_evaluate(SMALL, recipe, fmnist, [0], measure_costs=False)
+
+
+def test_record_has_measured_costs_and_int8(fmnist):
+    recipe = QUICK.model_copy(update={"epochs": 1})
+    [rec] = train.train_and_evaluate(SMALL, recipe, fmnist, [0])
+    assert rec["bytes_int8"] / rec["bytes_f32"] == pytest.approx(0.25, abs=0.03)
+    assert 0.3 < rec["int8_accuracy"] and abs(rec["int8_accuracy"] - rec["accuracy"]) < 0.05
+    assert 0 < rec["latency_b1_ms"] < rec["latency_b128_ms"]
+    assert rec["compile_s"] > 0 and rec["images_per_s"] > 0 and rec["wall_s"] > 0
+    assert rec["device"]
+
+
+def test_int8_quantisation_is_per_channel_and_within_half_a_step():
+    w = jax.random.normal(jax.random.key(0), (3, 3, 8, 4)) * np.array([1e-3, 1e-1, 1.0, 10.0])
+    q = np.asarray(measure.quantize_int8({"kernel": w, "bias": w[0, 0, 0]})["kernel"])
+    w = np.asarray(w)
+    scale = np.abs(w).max(axis=(0, 1, 2)) / 127  # one scale per output channel
+    assert np.all(np.abs(q - w) <= scale / 2 + 1e-9)
+    assert not np.array_equal(q, w)
+    steps = q / scale
+    assert np.allclose(steps, np.round(steps), atol=1e-3)  # on the int8 grid
+    # Seed-batched kernels quantise each seed separately.
+    both = np.asarray(measure.quantize_int8(np.stack([w, 2 * w]), batch_dims=1))
+    assert np.allclose(both[1], 2 * both[0], rtol=1e-5)
+
+
+def test_schedules():
+    recipe = Recipe(epochs=10, learning_rate=0.1, warmup_epochs=1.0, schedule="poly")
+    lr = train.schedule(recipe, steps_per_epoch=10)
+    assert float(lr(0)) == pytest.approx(0.01)
+    assert float(lr(10)) == pytest.approx(0.1)
+    assert float(lr(55)) == pytest.approx(0.05, rel=0.02)  # linear decay to 0
+    assert float(lr(100)) == pytest.approx(0.0, abs=1e-6)
+    cos = train.schedule(recipe.model_copy(update={"schedule": "cosine"}), 10)
+    assert float(cos(55)) == pytest.approx(0.05, rel=0.02) and float(cos(100)) < 1e-6
+
+
+def test_augment_crops_and_flips_without_changing_shape():
+    x = np.arange(2 * 32 * 32 * 3, dtype=np.uint8).reshape(2, 32, 32, 3)
+    outs = {np.asarray(train.augment(jax.random.key(k), x)).tobytes() for k in range(8)}
+    assert len(outs) > 1
+    y = np.asarray(train.augment(jax.random.key(0), x))
+    assert y.shape == x.shape and y.dtype == x.dtype
+
+
+def test_compilation_cache_fills_its_folder(tmp_path, fmnist):
+    folder = train.compilation_cache(tmp_path / "jax")
+    try:
+        train.make_runner(SMALL.replace(base_e=24), QUICK, fmnist)
+        assert any((tmp_path / "jax").iterdir())
+    finally:
+        train.compilation_cache(os.environ.get(train.CACHE_ENV, ""))
+    assert folder == str(tmp_path / "jax")
+
+
+def test_cli_train_writes_a_record(tmp_path, capsys):
+    out = tmp_path / "rec.json"
+    argv = [
+        "train",
+        "--model",
+        "squeezenet1_1",
+        "--set",
+        "conv1_filters=16",
+        "--set",
+        "base_e=16",
+        "--set",
+        "incr_e=16",
+        "--set",
+        "optimizer=adam",
+        "--set",
+        "learning_rate=0.003",
+        "--set",
+        "warmup_epochs=0",
+        "--set",
+        "batch_size=64",
+        "--epochs",
+        "1",
+        "--train-size",
+        "1024",
+        "--test-size",
+        "256",
+        "--json",
+        str(out),
+    ]
+    assert cli.main(argv) == 0
+    rec = json.loads(out.read_text())
+    assert rec["status"] == "ok" and rec["base_e"] == 16 and rec["optimizer"] == "adam"
+    assert rec["epochs_done"] == 1 and rec["test_examples"] == 256
+    err = capsys.readouterr().err
+    assert "epoch  1/1" in err and "test acc" in err
+
+
+def test_cli_train_bad_input_exit_2(capsys):
+    assert cli.main(["train", "--dataset", "no_such_data"]) == 2
+    assert "no_such_data" in capsys.readouterr().err
+    assert cli.main(["train", "--set", "batch_size=zero"]) == 2
+    assert "batch_size" in capsys.readouterr().err
