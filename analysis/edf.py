@@ -19,9 +19,7 @@ from analysis.pareto import ok_rows
 ALL = "all"  # the group name when `by` is None
 
 
-def complexity_weights(
-    complexity: pd.Series, groups: pd.Series, bins: int = 10
-) -> np.ndarray:
+def complexity_weights(complexity: pd.Series, groups: pd.Series, bins: int = 10) -> np.ndarray:
     """Per-model weights that give every group the same complexity distribution.
 
     Log-complexity is cut into `bins` common bins; a model weighs 1 / (models of
@@ -89,7 +87,7 @@ def edf(
                     "error": at.index.to_numpy(),
                     "fraction": fraction,
                     "n": len(part),
-                }  # fmt: skip
+                }
             )
         )
     empty = pd.DataFrame(columns=["group", "error", "fraction", "n"])

@@ -26,19 +26,41 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (*METAPARAMETERS, "dataset", "recipe")
 
 # Numeric outcomes of a trial that make sense to average over seeds.
 METRICS: tuple[str, ...] = (
-    "accuracy", "top5", "int8_accuracy", "test_loss", "train_accuracy",
-    "train_loss", "params", "bytes_f32", "bytes_int8", "flops",
-    "latency_b1_ms", "latency_b128_ms", "compile_s", "images_per_s", "wall_s",
-)  # fmt: skip
+    "accuracy",
+    "top5",
+    "int8_accuracy",
+    "test_loss",
+    "train_accuracy",
+    "train_loss",
+    "params",
+    "bytes_f32",
+    "bytes_int8",
+    "flops",
+    "latency_b1_ms",
+    "latency_b128_ms",
+    "compile_s",
+    "images_per_s",
+    "wall_s",
+)
 
 # Which way is better, for the columns one would put on a Pareto plot.
 DIRECTIONS: dict[str, Direction] = {
-    "accuracy": "max", "top5": "max", "int8_accuracy": "max",
-    "train_accuracy": "max", "images_per_s": "max",
-    "test_loss": "min", "train_loss": "min", "params": "min", "bytes_f32": "min",
-    "bytes_int8": "min", "flops": "min", "latency_b1_ms": "min",
-    "latency_b128_ms": "min", "compile_s": "min", "wall_s": "min",
-}  # fmt: skip
+    "accuracy": "max",
+    "top5": "max",
+    "int8_accuracy": "max",
+    "train_accuracy": "max",
+    "images_per_s": "max",
+    "test_loss": "min",
+    "train_loss": "min",
+    "params": "min",
+    "bytes_f32": "min",
+    "bytes_int8": "min",
+    "flops": "min",
+    "latency_b1_ms": "min",
+    "latency_b128_ms": "min",
+    "compile_s": "min",
+    "wall_s": "min",
+}
 
 DEFAULT_OBJECTIVES: dict[str, Direction] = {"params": "min", "accuracy": "max"}
 
@@ -93,9 +115,7 @@ def aggregate_seeds(
     if "space" in ok:
         spaces = ok["space"].astype("string").fillna("")
         out["space"] = (
-            spaces.groupby(gid, sort=True)
-            .agg(lambda s: ",".join(sorted(set(s) - {""})))
-            .to_numpy()
+            spaces.groupby(gid, sort=True).agg(lambda s: ",".join(sorted(set(s) - {""}))).to_numpy()
         )
     return out
 
@@ -135,9 +155,7 @@ def pareto_mask(df: pd.DataFrame, objectives: dict[str, Direction]) -> np.ndarra
     return mask
 
 
-def pareto_front(
-    df: pd.DataFrame, objectives: dict[str, Direction] | None = None
-) -> pd.DataFrame:
+def pareto_front(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) -> pd.DataFrame:
     """The non-dominated rows, sorted by the first 'min' objective (then the rest)."""
     objectives = objectives or DEFAULT_OBJECTIVES
     front = df[pareto_mask(df, objectives)]
@@ -157,8 +175,7 @@ def hypervolume_2d(
         raise ValueError(f"hypervolume_2d: needs 2 objectives, got {len(objectives)}")
     if set(reference) != set(objectives):
         raise ValueError(
-            f"hypervolume_2d: reference must give {sorted(objectives)}, "
-            f"got {sorted(reference)}"
+            f"hypervolume_2d: reference must give {sorted(objectives)}, got {sorted(reference)}"
         )
     x = _objective_matrix(df, objectives)
     ref = np.array(
@@ -190,10 +207,13 @@ def preset_names(df: pd.DataFrame) -> pd.Series:
     names = pd.Series(pd.NA, index=df.index, dtype="string")
     defaults = PRESETS["squeezenet1_1"]
     default_cols = {
-        "squeeze_ratio": defaults.squeeze_ratio, "pct3x3": defaults.pct3x3,
-        "base_e": defaults.base_e, "incr_e": defaults.incr_e,
-        "freq": defaults.freq, "bypass": defaults.bypass,
-    }  # fmt: skip
+        "squeeze_ratio": defaults.squeeze_ratio,
+        "pct3x3": defaults.pct3x3,
+        "base_e": defaults.base_e,
+        "incr_e": defaults.incr_e,
+        "freq": defaults.freq,
+        "bypass": defaults.bypass,
+    }
     is_default = pd.Series(True, index=df.index)
     for col, value in default_cols.items():
         if col not in df:

@@ -150,24 +150,37 @@ def pareto(
     order = np.flatnonzero(on_front)
     order = order[np.argsort(xs.to_numpy()[order], kind="stable")]
     ax.plot(
-        xs.to_numpy()[order], ys.to_numpy()[order], "o-", color="C3", ms=6,
+        xs.to_numpy()[order],
+        ys.to_numpy()[order],
+        "o-",
+        color="C3",
+        ms=6,
         drawstyle="steps-post" if staircase else "default",
         label="Pareto front",
-    )  # fmt: skip
+    )
     for k, i in enumerate(order):
         text = _annotation(df.iloc[i], varied)
         if text:
             ax.annotate(
-                text, (xs.iloc[i], ys.iloc[i]), xytext=(6, -10 if k % 2 else 6),
-                textcoords="offset points", fontsize=7, color="C3",
-            )  # fmt: skip
+                text,
+                (xs.iloc[i], ys.iloc[i]),
+                xytext=(6, -10 if k % 2 else 6),
+                textcoords="offset points",
+                fontsize=7,
+                color="C3",
+            )
     for name in sorted(set(presets.dropna())):
         hit = (presets == name).fillna(False).to_numpy(dtype=bool) & shown
         if hit.any():
             ax.scatter(
-                xs[hit], ys[hit], marker="*", s=160, edgecolor="k", zorder=3,
+                xs[hit],
+                ys[hit],
+                marker="*",
+                s=160,
+                edgecolor="k",
+                zorder=3,
                 label=name,
-            )  # fmt: skip
+            )
     _format_axis(ax, "x", x, xs[shown])
     _format_axis(ax, "y", y)
     ax.grid(True, alpha=0.3)
@@ -203,9 +216,7 @@ def edf(edf_frame: pd.DataFrame, title: str | None = None) -> Figure:
     return fig
 
 
-def sensitivity(
-    sens_frame: pd.DataFrame, param: str, title: str | None = None
-) -> Figure:
+def sensitivity(sens_frame: pd.DataFrame, param: str, title: str | None = None) -> Figure:
     """One panel per metric of a `sensitivity` frame: mean ± std against `param`."""
     metrics = [c[: -len("_mean")] for c in sens_frame if c.endswith("_mean")]
     fig = Figure(figsize=(5 * max(1, len(metrics)), 4), layout="constrained")
@@ -216,16 +227,17 @@ def sensitivity(
     for ax, m in zip(axes, metrics, strict=False):
         std = sens_frame[f"{m}_std"].fillna(0.0).to_numpy(dtype=float)
         ax.errorbar(
-            xs, sens_frame[f"{m}_mean"].to_numpy(dtype=float), yerr=std,
-            fmt="o-" if numeric else "o", capsize=4,
-        )  # fmt: skip
+            xs,
+            sens_frame[f"{m}_mean"].to_numpy(dtype=float),
+            yerr=std,
+            fmt="o-" if numeric else "o",
+            capsize=4,
+        )
         _format_axis(ax, "x", param)
         _format_axis(ax, "y", m)
         ax.grid(True, alpha=0.3)
         ax.set_title(label(m))
     n = sens_frame["n"]
     seeds = f"n={n.min()}" if n.min() == n.max() else f"n={n.min()}-{n.max()}"
-    fig.suptitle(
-        title or f"sensitivity to {label(param)} (mean ± std, {seeds} per level)"
-    )
+    fig.suptitle(title or f"sensitivity to {label(param)} (mean ± std, {seeds} per level)")
     return fig

@@ -77,18 +77,26 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
     wall = pd.to_numeric(df["wall_s"], errors="coerce") if "wall_s" in df else None
     seeds = agg["n_seeds"]
     return [
-        ("trials", f"{len(df)} ("
-         + ", ".join(f"{k} {v}" for k, v in _status_counts(df).items()) + ")"),
+        (
+            "trials",
+            f"{len(df)} (" + ", ".join(f"{k} {v}" for k, v in _status_counts(df).items()) + ")",
+        ),
         ("spaces", _uniques(df, "space")),
         ("datasets", _uniques(df, "dataset")),
         ("varied metaparameters", ", ".join(varied) or "none"),
-        ("architectures", f"{len(agg)} ({seeds.min()}-{seeds.max()} seeds each)"
-         if seeds.min() != seeds.max() else f"{len(agg)} ({seeds.min()} seeds each)"),
-        ("best accuracy", f"{best['accuracy']:.2%} ({best['trial_id']}"
-         + (f"; {where}" if where else "") + ")"),
+        (
+            "architectures",
+            f"{len(agg)} ({seeds.min()}-{seeds.max()} seeds each)"
+            if seeds.min() != seeds.max()
+            else f"{len(agg)} ({seeds.min()} seeds each)",
+        ),
+        (
+            "best accuracy",
+            f"{best['accuracy']:.2%} ({best['trial_id']}" + (f"; {where}" if where else "") + ")",
+        ),
         ("total trial-hours", "-" if wall is None else f"{wall.sum() / 3600:.2f}"),
         ("devices", _uniques(df, "device")),
-    ]  # fmt: skip
+    ]
 
 
 def _fmt(col: str, value: float) -> str:
@@ -152,9 +160,7 @@ def failures(df: pd.DataFrame) -> pd.DataFrame:
     return bad[cols].reset_index(drop=True)
 
 
-def figures(
-    df: pd.DataFrame, objectives: dict[str, Direction] | None = None
-) -> dict[str, Figure]:
+def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) -> dict[str, Figure]:
     """Every figure of the report, by file stem: Pareto plots, EDFs, sensitivities."""
     ok = check_table(df)
     agg = aggregate_seeds(ok)
@@ -175,9 +181,7 @@ def figures(
     for param in groups:
         table, by = _edf_levels(agg, param)
         figs[f"edf_{param}"] = plots.edf(edf(table, by=by))
-        figs[f"edf_{param}_by_params"] = plots.edf(
-            edf(table, by=by, normalize_by="params")
-        )
+        figs[f"edf_{param}_by_params"] = plots.edf(edf(table, by=by, normalize_by="params"))
     sens_metrics = [m for m in SENSITIVITY if m in ok and ok[m].notna().any()]
     for param in varied_metaparameters(ok):
         if pd.api.types.is_numeric_dtype(ok[param]) and ok[param].dtype != bool:
