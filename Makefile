@@ -25,10 +25,16 @@ data:
 	fi
 
 demo: install data
-	$(BIN)/explorer inspect spaces/quickstart.yaml
+	$(BIN)/explorer sweep spaces/quickstart.yaml --output runs/quickstart --resume --report
 
 test: install data
 	$(BIN)/python -m pytest -q
+
+bench: install data
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/train_throughput.py
+	$(BIN)/python benchmarks/vs_pytorch.py
+	$(BIN)/python benchmarks/sweep_overhead.py
 
 lint: install
 	$(BIN)/ruff check explorer analysis tests benchmarks

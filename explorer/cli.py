@@ -251,7 +251,12 @@ def cmd_train(args) -> int:
         spec, recipe, data, seeds, on_epoch=progress.end_epoch, on_step=progress.step
     )
     for r in records:
-        r.update(space=name, point=point.index, trial_id=f"{name}-{point.index:04d}-s{r['seed']}")
+        r.update(
+            space=name,
+            point=point.index,
+            trial_id=f"{name}-p{point.index:04d}-s{r['seed']}",
+            base=point.values.get("base", space.base if space else args.model),
+        )
     rows = [
         {
             "seed": r["seed"],

@@ -42,7 +42,9 @@ ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
 RECIPE_KEYS = set(Recipe.model_fields)
 # Set by the data set, never by the space.
 DATA_KEYS = {"num_classes", "image_size", "in_channels"}
-SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS
+# "base" in a space's domains switches preset per point (e.g. SqueezeNet 1.0 vs 1.1);
+# the point's other values then apply on top of that preset.
+SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS | {"base"}
 DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
 TOP_KEYS = {
     "name",
@@ -281,6 +283,10 @@ def _value(key: str, raw, path, where: str):
             err = e.errors()[0]
             raise SpaceError(path, where, f"{err['msg']}, got {raw!r}") from None
         return raw
+    if key == "base":
+        if raw not in arch.PRESETS:
+            raise SpaceError(path, where, f"expected one of {', '.join(arch.PRESETS)}, got {raw!r}")
+        return raw
     typ = ARCH_TYPES[key]
     if key == "pool_after":
         if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
@@ -308,7 +314,15 @@ def _kind(x) -> str:
 def _make_point(space: Space, index: int, values: dict) -> Point:
     arch_changes = {k: v for k, v in values.items() if k in ARCH_TYPES}
     recipe_changes = {k: v for k, v in values.items() if k in RECIPE_KEYS}
-    spec = space.base_spec.replace(**arch_changes)
+    spec = space.base_spec
+    if "base" in values:
+        spec = arch.preset(
+            values["base"],
+            num_classes=spec.num_classes,
+            image_size=spec.image_size,
+            in_channels=spec.in_channels,
+        )
+    spec = spec.replace(**arch_changes)
     recipe = space.recipe.model_copy(update=recipe_changes)
     return Point(index, spec, recipe, dict(values))
 

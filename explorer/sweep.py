@@ -66,6 +66,7 @@ def base_row(space: spaces.Space, point: spaces.Point, seed: int) -> dict:
         "space": space.name,
         "point": point.index,
         "seed": seed,
+        "base": point.values.get("base", space.base),
         **spec_fields(point.arch),
         **recipe_fields(point.recipe),
         "dataset": space.dataset.name,

@@ -17,7 +17,7 @@ SMALL = arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=
     conv1_filters=16, base_e=16, incr_e=16
 )
 QUICK = Recipe(
-    epochs=2,
+    epochs=3,
     batch_size=64,
     optimizer="adam",
     learning_rate=3e-3,
@@ -29,16 +29,16 @@ QUICK = Recipe(
 
 @pytest.fixture(scope="module")
 def fmnist():
-    return datasets.load("fashion_mnist", train_size=2048, test_size=512)
+    return datasets.load("fashion_mnist", train_size=4096, test_size=512)
 
 
 def test_training_learns_real_data(fmnist):
     [rec] = train.train_and_evaluate(SMALL, QUICK, fmnist, [0], measure_costs=False)
-    assert rec["status"] == "ok" and rec["epochs_done"] == 2
+    assert rec["status"] == "ok" and rec["epochs_done"] == 3
     assert rec["accuracy"] > 0.55, rec  # chance is 0.10
-    assert rec["train_loss"] < 1.5  # from ln(10) = 2.30
+    assert rec["train_loss"] < 1.4  # from ln(10) = 2.30
     assert rec["top5"] >= rec["accuracy"]
-    assert rec["train_examples"] == 2048 and rec["test_examples"] == 512
+    assert rec["train_examples"] == 4096 and rec["test_examples"] == 512
     assert rec["params"] == complexity.summary(arch.plan(SMALL))["params"]
 
 
@@ -52,19 +52,47 @@ def test_same_seed_same_result_other_seed_differs(fmnist):
     assert a["test_loss"] != c["test_loss"]
 
 
+def _params_after(seeds, steps, data, recipe):
+    runner = train.make_runner(SMALL, recipe, data, num_seeds=len(seeds))
+    init_key, loop_key = train._split(train._keys(seeds), 2)
+    state, dev = runner.init(init_key), train.device_data(data, runner)
+    key = train._fold(loop_key, 1)
+    perm = runner.shuffle(key)
+    for j in range(steps):
+        state = runner.step(state, dev["x_train"], dev["y_train"], dev["mean"], dev["std"],
+                            perm, np.int32(j), key)  # fmt: skip
+    return jax.tree.map(np.asarray, state["params"])
+
+
+def test_vmapped_steps_match_separate_runs(fmnist):
+    """Same init, batches, dropout masks and updates per seed, to float tolerance."""
+    together = _params_after([3, 5], 3, fmnist, QUICK)
+    for i, seed in enumerate((3, 5)):
+        alone = _params_after([seed], 3, fmnist, QUICK)
+        jax.tree.map(
+            lambda t, a, i=i: np.testing.assert_allclose(t[i], a, rtol=1e-4, atol=1e-4),
+            together,
+            alone,
+        )
+    first = jax.tree_util.tree_leaves(together)[0]
+    assert not np.allclose(first[0], first[1])  # really two seeds
+
+
 def test_vmapped_seeds_equal_separate_runs(fmnist):
-    recipe = QUICK.model_copy(update={"epochs": 1})
+    # A gentle recipe (16 steps at lr 1e-3): float drift between the two programs
+    # grows with every step of chaotic training; here it stays at float level.
+    recipe = QUICK.model_copy(update={"epochs": 1, "batch_size": 256, "learning_rate": 1e-3})
     together = train.train_and_evaluate(SMALL, recipe, fmnist, [3, 5], measure_costs=False)
     apart = [
         train.train_and_evaluate(SMALL, recipe, fmnist, [s], measure_costs=False)[0] for s in (3, 5)
     ]
     assert [r["seed"] for r in together] == [3, 5]
     assert all(r["seeds_in_program"] == 2 for r in together)
-    assert together[0]["test_loss"] != together[1]["test_loss"]  # really two seeds
     for t, s in zip(together, apart, strict=True):
-        # Same program per seed up to float reassociation inside batched convolutions.
+        # Batched convolutions sum in another order (~1e-7 relative); over an
+        # epoch of steps that drifts, but stays far below the seed-to-seed spread.
         assert t["test_loss"] == pytest.approx(s["test_loss"], rel=1e-3)
-        assert abs(t["accuracy"] - s["accuracy"]) <= 2 / 512
+        assert abs(t["accuracy"] - s["accuracy"]) <= 0.01  # near-ties may flip
         assert t["train_loss"] == pytest.approx(s["train_loss"], rel=1e-3)
 
 
@@ -90,7 +118,12 @@ def test_injected_error_raises(fmnist):
 def test_record_has_measured_costs_and_int8(fmnist):
     recipe = QUICK.model_copy(update={"epochs": 1})
     [rec] = train.train_and_evaluate(SMALL, recipe, fmnist, [0])
-    assert rec["bytes_int8"] / rec["bytes_f32"] == pytest.approx(0.25, abs=0.03)
+    # int8 weights plus float32 biases and per-channel scales: a quarter and a bit
+    assert 0.25 < rec["bytes_int8"] / rec["bytes_f32"] < 0.32
+    full = complexity.summary(
+        arch.plan(arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1))
+    )
+    assert full["bytes_int8"] / full["bytes_f32"] == pytest.approx(0.25, abs=0.01)
     assert 0.3 < rec["int8_accuracy"] and abs(rec["int8_accuracy"] - rec["accuracy"]) < 0.05
     assert 0 < rec["latency_b1_ms"] < rec["latency_b128_ms"]
     assert rec["compile_s"] > 0 and rec["images_per_s"] > 0 and rec["wall_s"] > 0

@@ -1,0 +1,49 @@
+"""Shared set-up of the benchmarks: models, synthetic device-resident data, timing."""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+import time
+
+import numpy as np
+
+from explorer import architecture as arch
+from explorer.data import DataInfo, Dataset
+
+SHAPES = {"28x28x1": (28, 1), "32x32x3": (32, 3)}
+
+
+def spec(model: str, shape: str, num_classes: int = 10) -> arch.ArchSpec:
+    size, channels = SHAPES[shape]
+    return arch.preset(model, num_classes=num_classes, image_size=size, in_channels=channels)
+
+
+def synthetic(shape: str, n_train: int = 128 * 16, n_test: int = 256) -> Dataset:
+    """Random uint8 images: throughput does not depend on pixel values."""
+    size, c = SHAPES[shape]
+    rng = np.random.default_rng(0)
+    x = rng.integers(0, 256, (n_train + n_test, size, size, c), dtype=np.uint8)
+    y = rng.integers(0, 10, n_train + n_test).astype(np.int32)
+    info = DataInfo(f"synthetic_{shape}", size, c, 10)
+    mean = x.reshape(-1, c).mean(0).astype(np.float32)
+    std = x.reshape(-1, c).std(0).astype(np.float32)
+    return Dataset(info, x[:n_train], y[:n_train], x[n_train:], y[n_train:], mean, std)
+
+
+def timed(fn, repeats: int) -> list[float]:
+    out = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        out.append(time.perf_counter() - t0)
+    return out
+
+
+def median(xs) -> float:
+    return statistics.median(xs)
+
+
+def machine() -> str:
+    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
