@@ -75,6 +75,10 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
     varied = varied_metaparameters(ok)
     where = ", ".join(f"{c}={best[c]}" for c in varied)
     wall = pd.to_numeric(df["wall_s"], errors="coerce") if "wall_s" in df else None
+    if wall is not None and "seeds_in_program" in df:
+        # K vmapped seeds share one program: each row carries its wall time.
+        shared = pd.to_numeric(df["seeds_in_program"], errors="coerce").astype("float64")
+        wall = wall / shared.fillna(1.0).clip(lower=1.0)
     seeds = agg["n_seeds"]
     return [
         (
@@ -225,8 +229,8 @@ def write_report(
     images: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
     for stem, fig in figures(df, objectives).items():
         path = out / f"{stem}.png"
-        fig.savefig(path, dpi=110)
         caption = plots.title(fig)
+        fig.savefig(path, dpi=110, metadata={"Title": caption, "Software": "squeeze-explorer"})
         images.append((path.name, caption, path.read_bytes()))
         written[path.name] = path
     lines = summary(df)

@@ -477,7 +477,7 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
-    if args.space and getattr(args, "dataset", None):
+    if getattr(args, "space", None) and getattr(args, "dataset", None):
         print("explorer: error: --dataset: a space file names its own data set", file=sys.stderr)
         return 2
     try:

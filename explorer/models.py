@@ -2,12 +2,18 @@
 
 Linen keeps `init`/`apply` pure functions of explicit parameters, so the train
 step is a pure function and vmapping it over seeds is a one-liner (train.py).
-Layout is NHWC, the layout XLA's CPU and GPU convolutions prefer.
+Layout is NHWC. On CPU, convolutions run as matrix products (im2col) and
+max-pools as separable strided slices: XLA's CPU backward passes for
+`conv_general_dilated` and `reduce_window` were 3-10x slower than the matmul
+and slicing forms (README, Performance). Parameters are the same either way
+(`kernel` HWIO, `bias`), and so are the outputs, to float tolerance.
 """
 
 from __future__ import annotations
 
 import math
+import os
+from collections.abc import Callable
 
 import flax.linen as nn
 import jax
@@ -22,46 +28,119 @@ from explorer.architecture import ArchSpec, FireSpec, Plan, plan, pool_out
 he_uniform = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
-def conv(features: int, kernel: int, name: str, stride: int = 1, pad: int = 0) -> nn.Conv:
-    """A hidden convolution (He-uniform weights, zero bias)."""
-    return nn.Conv(
-        features,
-        (kernel, kernel),
-        strides=(stride, stride),
-        padding=((pad, pad), (pad, pad)),
-        kernel_init=he_uniform,
-        name=name,
-    )
+CONV_ENV = "EXPLORER_CONV"
+CONV_IMPLS = ("auto", "matmul", "xla")
+
+
+def conv_impl(impl: str = "auto") -> str:
+    """The convolution lowering: "matmul" (im2col + one matrix product) or "xla".
+
+    "auto" reads $EXPLORER_CONV, else picks matmul on CPU and XLA's own
+    convolution elsewhere (GPU/TPU libraries are fast at both passes).
+    """
+    if impl == "auto":
+        impl = os.environ.get(CONV_ENV, "auto") or "auto"
+    if impl not in CONV_IMPLS:
+        raise ValueError(f"${CONV_ENV}: expected one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+    if impl == "auto":
+        impl = "matmul" if jax.default_backend() == "cpu" else "xla"
+    return impl
+
+
+def matmul_conv(x: jax.Array, w: jax.Array, stride: int, pad: int) -> jax.Array:
+    """NHWC x HWIO convolution as im2col and one 2-D matrix product.
+
+    A 1x1 stride-1 convolution is a plain (N*H*W, C) @ (C, F) product. A k x k
+    one concatenates the k*k shifted (strided) views of the padded input along
+    channels, in the kernel's (kh, kw, c) order, and multiplies by the kernel
+    reshaped to (k*k*C, F). Both passes are then dense GEMMs.
+    """
+    k, _, c, f = w.shape
+    if pad:
+        x = jnp.pad(x, ((0, 0), (pad, pad), (pad, pad), (0, 0)))
+    n, h, wd, _ = x.shape
+    oh, ow = (h - k) // stride + 1, (wd - k) // stride + 1
+    if k > 1 or stride > 1:
+        span_h, span_w = stride * (oh - 1) + 1, stride * (ow - 1) + 1
+        views = [
+            x[:, i : i + span_h : stride, j : j + span_w : stride, :]
+            for i in range(k)
+            for j in range(k)
+        ]
+        x = jnp.concatenate(views, axis=-1) if len(views) > 1 else views[0]
+    y = x.reshape(n * oh * ow, k * k * c) @ w.reshape(k * k * c, f)
+    return y.reshape(n, oh, ow, f)
+
+
+class Conv(nn.Module):
+    """k x k convolution with symmetric zero padding; parameters as `nn.Conv`'s."""
+
+    features: int
+    kernel: int
+    stride: int = 1
+    pad: int = 0
+    kernel_init: Callable = he_uniform
+    impl: str = "auto"
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        k = self.kernel
+        w = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
+        b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        if conv_impl(self.impl) == "matmul":
+            y = matmul_conv(x, w, self.stride, self.pad)
+        else:
+            y = jax.lax.conv_general_dilated(
+                x,
+                w,
+                (self.stride, self.stride),
+                ((self.pad, self.pad), (self.pad, self.pad)),
+                dimension_numbers=("NHWC", "HWIO", "NHWC"),
+            )
+        return y + b
 
 
 def max_pool_ceil(x: jax.Array) -> jax.Array:
-    """3x3/2 max-pool with torchvision's ceil_mode=True rounding."""
+    """3x3/2 max-pool with torchvision's ceil_mode=True rounding.
+
+    Separable: a 3-tap strided max down the rows, then along the columns. Its
+    gradient is a few selects, where `reduce_window`'s select-and-scatter took
+    about a third of the CPU train step. The padding (right/bottom, so that the
+    last window fits) is -inf, so it never wins.
+    """
     size = x.shape[1]
     out = pool_out(size)
-    extra = (out - 1) * 2 + 3 - size  # pad right/bottom so the last window fits
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, max(extra, 0)), (0, max(extra, 0))))
+    extra = max((out - 1) * 2 + 3 - size, 0)
+    if extra:
+        x = jnp.pad(x, ((0, 0), (0, extra), (0, extra), (0, 0)), constant_values=-jnp.inf)
+    span = 2 * (out - 1) + 1
+    x = jnp.maximum(jnp.maximum(x[:, 0:span:2], x[:, 1 : 1 + span : 2]), x[:, 2 : 2 + span : 2])
+    return jnp.maximum(
+        jnp.maximum(x[:, :, 0:span:2], x[:, :, 1 : 1 + span : 2]), x[:, :, 2 : 2 + span : 2]
+    )
 
 
 class Fire(nn.Module):
     """Squeeze 1x1 -> ReLU -> [expand 1x1 | expand 3x3] -> ReLU, concatenated."""
 
     fire: FireSpec
+    impl: str = "auto"
 
     @nn.compact
     def __call__(self, x: jax.Array) -> jax.Array:
-        f = self.fire
-        s = nn.relu(conv(f.s1x1, 1, "squeeze")(x))
+        f, impl = self.fire, self.impl
+        s = nn.relu(Conv(f.s1x1, 1, impl=impl, name="squeeze")(x))
         branches = []
         if f.e1x1:
-            branches.append(conv(f.e1x1, 1, "expand1x1")(s))
+            branches.append(Conv(f.e1x1, 1, impl=impl, name="expand1x1")(s))
         if f.e3x3:
-            branches.append(conv(f.e3x3, 3, "expand3x3", pad=1)(s))
+            branches.append(Conv(f.e3x3, 3, pad=1, impl=impl, name="expand3x3")(s))
         y = nn.relu(jnp.concatenate(branches, axis=-1) if len(branches) > 1 else branches[0])
         # Paper Section 6: the shortcut adds the module's input to its output.
         if f.shortcut == "identity":
             y = y + x
         elif f.shortcut == "conv":
-            y = y + conv(f.out_ch, 1, "bypass")(x)
+            y = y + Conv(f.out_ch, 1, impl=impl, name="bypass")(x)
         return y
 
 
@@ -69,17 +148,24 @@ class SqueezeNet(nn.Module):
     """conv1 -> Fire modules (with pools) -> dropout -> conv10 -> global average."""
 
     plan: Plan
+    impl: str = "auto"  # convolution lowering, see conv_impl
 
     @nn.compact
     def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
         p, s = self.plan, self.plan.spec
-        k, pad = s.conv1_kernel, s.conv1_padding
-        x = conv(s.conv1_filters, k, "conv1", s.conv1_stride, pad)(x)
+        x = Conv(
+            s.conv1_filters,
+            s.conv1_kernel,
+            s.conv1_stride,
+            s.conv1_padding,
+            impl=self.impl,
+            name="conv1",
+        )(x)
         x = nn.relu(x)
         if p.stem_pool:
             x = max_pool_ceil(x)
         for f in p.fires:
-            x = Fire(f, name=f.name)(x)
+            x = Fire(f, self.impl, name=f.name)(x)
             if f.pool:
                 x = max_pool_ceil(x)
         x = nn.Dropout(s.dropout, deterministic=not train)(x)
@@ -88,15 +174,15 @@ class SqueezeNet(nn.Module):
             if s.head_init == "normal_0.01"
             else nn.initializers.lecun_normal()
         )
-        x = nn.Conv(s.num_classes, (1, 1), kernel_init=init, name="conv10")(x)
+        x = Conv(s.num_classes, 1, kernel_init=init, impl=self.impl, name="conv10")(x)
         if s.head_relu:
             x = nn.relu(x)
         return jnp.mean(x, axis=(1, 2))
 
 
-def build(p: Plan | ArchSpec) -> SqueezeNet:
+def build(p: Plan | ArchSpec, impl: str = "auto") -> SqueezeNet:
     """The Flax model of a plan (or of a spec, planned first)."""
-    return SqueezeNet(p if isinstance(p, Plan) else plan(p))
+    return SqueezeNet(p if isinstance(p, Plan) else plan(p), conv_impl(impl))
 
 
 def input_shape(spec: ArchSpec, batch: int = 1) -> tuple[int, int, int, int]:

@@ -10,10 +10,11 @@ import nbformat
 import pandas as pd
 import pytest
 from nbclient import NotebookClient
+from PIL import Image
 
 from analysis.pareto import aggregate_seeds
 from analysis.report import figures, markdown_table, pareto_table, write_report
-from explorer import results
+from explorer import cli, results
 from explorer.results import COLUMNS, ResultsError, conform
 
 matplotlib.use("Agg")  # headless; the figures never touch pyplot anyway
@@ -222,3 +223,63 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
     assert text.strip().splitlines()[-1] == sys.executable
     images = [o for o in outputs if "image/png" in o.get("data", {})]
     assert len(images) >= 3 + 1 + 2 * 2 + 2  # Pareto, EDFs, sensitivities
+
+
+# ---------------------------------------------------------------- a real sweep
+# analysis/example_results.parquet is the table `explorer sweep
+# spaces/squeeze_ratio.yaml` wrote (experiments/squeezenet_dse): real trials.
+EXAMPLE = NOTEBOOK.parent / "example_results.parquet"
+
+
+def png_title(path: Path) -> str:
+    with Image.open(path) as img:
+        return img.text.get("Title", "")
+
+
+def test_explorer_report_on_a_real_sweep_table(tmp_path, capsys):
+    df = results.load(EXAMPLE)
+    assert df["space"].eq("squeeze_ratio").all() and df["status"].eq("ok").all()
+    assert cli.main(["report", str(EXAMPLE), "--out", str(tmp_path)]) == 0
+    assert f"{tmp_path / 'report.md'}" in capsys.readouterr().out
+
+    pngs = {p.name: p for p in tmp_path.glob("*.png")}
+    expected = {"pareto_params.png", "pareto_flops.png", "pareto_latency_b1_ms.png"}
+    expected |= {"edf.png", "edf_squeeze_ratio.png", "edf_squeeze_ratio_by_params.png"}
+    expected |= {"sensitivity_squeeze_ratio.png"}
+    assert expected <= set(pngs)
+    md = (tmp_path / "report.md").read_text(encoding="utf-8")
+    for name, path in pngs.items():
+        data = path.read_bytes()
+        assert data.startswith(PNG_MAGIC) and len(data) > 10_000, name
+        title = png_title(path)
+        assert title and f"### {title}\n\n![{title}]({name})" in md, name
+    assert "accuracy" in png_title(pngs["pareto_params.png"]).lower()
+    assert png_title(pngs["sensitivity_squeeze_ratio.png"]).startswith(
+        "sensitivity to squeeze ratio (SR) (mean ± std, n=3 per level)"
+    )
+    # Eight architectures of three seeds, from one space, all ok.
+    n = len(df)
+    assert f"- **trials**: {n} (ok {n})" in md
+    assert "- **architectures**: 8 (3 seeds each)" in md
+    # Three vmapped seeds share a program, and its wall time, per point.
+    assert df["seeds_in_program"].eq(3).all()
+    hours = df.drop_duplicates("point")["wall_s"].sum() / 3600
+    assert f"- **total trial-hours**: {hours:.2f}\n" in md
+
+
+def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
+    monkeypatch.delenv("EXPLORER_RESULTS", raising=False)
+    nb = nbformat.read(NOTEBOOK, as_version=4)
+    client = NotebookClient(
+        nb,
+        kernel_name="python3",
+        timeout=120,
+        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
+    )
+    client.execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    assert f"example_results.parquet: {len(results.load(EXAMPLE))} trials" in text
+    assert "architectures on the front" in text
+    # 3 Pareto plots, the EDF, 2 EDFs by squeeze ratio, 1 sensitivity plot.
+    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3 + 1 + 2 + 1

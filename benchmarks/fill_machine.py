@@ -1,0 +1,107 @@
+"""How to fill a small CPU with small models: threads, processes or vmapped seeds.
+
+    python benchmarks/fill_machine.py [--seconds 20] [--k 2,4,8]
+
+Total train images/s of SqueezeNet 1.1 (28x28x1, batch 128, the trainer's own
+step) when the machine runs:
+
+  one      one run, all cores (JAX's thread pool spans them);
+  pinned   one run per core at once, each pinned to its core (one thread
+           each), like sweep trials of one CPU each with CPU affinity;
+  shared   one run per core at once, unpinned (what Ray does with one-CPU
+           trials: it reserves CPUs but does not pin threads);
+  vmap K   one run training K seeds as one vmapped program, all cores.
+
+Each configuration runs in fresh processes, one after another. Ends with one
+line of key=value figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+
+
+def worker(k: int, seconds: float, cpu: int | None) -> None:
+    """Train for about `seconds` after warm-up; print images/s as JSON."""
+    if cpu is not None:
+        os.sched_setaffinity(0, {cpu})  # before JAX sizes its thread pool
+    sys.path.insert(0, str(HERE))
+    import jax
+    import numpy as np
+    from _common import spec, synthetic
+
+    from explorer import train
+    from explorer.recipe import Recipe
+
+    recipe = Recipe(batch_size=128, optimizer="sgd", learning_rate=0.01)
+    data = synthetic("28x28x1")
+    runner = train.make_runner(spec("squeezenet1_1", "28x28x1"), recipe, data, num_seeds=k)
+    init_key, loop_key = train._split(train._keys(list(range(k))), 2)
+    state = runner.init(init_key)
+    dev = train.device_data(data, runner)
+    perm = runner.shuffle(loop_key)
+    args = (dev["x_train"], dev["y_train"], dev["mean"], dev["std"], perm)
+    n = runner.steps_per_epoch
+    state = runner.step(state, *args, np.int32(0), loop_key)
+    jax.block_until_ready(state)  # compiled and warm
+    steps, t0 = 0, time.perf_counter()
+    while time.perf_counter() - t0 < seconds:
+        state = runner.step(state, *args, np.int32(steps % n), loop_key)
+        steps += 1
+        if steps % 4 == 0:
+            jax.block_until_ready(state)
+    jax.block_until_ready(state)
+    elapsed = time.perf_counter() - t0
+    print(json.dumps({"images_per_s": steps * 128 * k / elapsed}))
+
+
+def launch(k: int, seconds: float, cpus: list[int | None]) -> float:
+    """Run one worker per entry of `cpus` at once; their summed images/s."""
+    procs = [
+        subprocess.Popen(
+            [sys.executable, __file__, "--worker", str(k), str(seconds), str(cpu)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for cpu in cpus
+    ]
+    total = 0.0
+    for p in procs:
+        out, _ = p.communicate()
+        if p.returncode:
+            sys.exit(f"worker failed with status {p.returncode}")
+        total += json.loads(out.strip().splitlines()[-1])["images_per_s"]
+    return total
+
+
+def main() -> None:
+    if len(sys.argv) > 1 and sys.argv[1] == "--worker":
+        k, seconds, cpu = int(sys.argv[2]), float(sys.argv[3]), sys.argv[4]
+        return worker(k, seconds, None if cpu == "None" else int(cpu))
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seconds", type=float, default=20.0)
+    ap.add_argument("--k", default="2,4,8")
+    args = ap.parse_args()
+    cores = sorted(os.sched_getaffinity(0))
+    print(f"{len(cores)} cores; SqueezeNet 1.1, 28x28x1, batch 128, SGD; total images/s")
+    figures = {"one": launch(1, args.seconds, [None])}
+    figures["pinned"] = launch(1, args.seconds, list(cores))
+    figures["shared"] = launch(1, args.seconds, [None] * len(cores))
+    for k in (int(x) for x in args.k.split(",")):
+        figures[f"vmap{k}"] = launch(k, args.seconds, [None])
+    base = figures["one"]
+    for name, ips in figures.items():
+        print(f"{name:7s} {ips:8.1f} images/s  {ips / base:5.2f}x one run")
+    print(" ".join(f"{name}_img_s={ips:.1f}" for name, ips in figures.items()))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,72 @@
+"""Mean +- std tables of the SqueezeNet studies, as Markdown, from their sweep tables.
+
+    python experiments/squeezenet_dse/summarize.py [STUDY ...] > tables.md
+
+Reads experiments/squeezenet_dse/<study>/results.parquet (written by
+`explorer sweep`), averages each point over its seeds with the analysis
+package, and prints one table per study plus the compute it cost.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from analysis import aggregate_seeds, varied_metaparameters
+from explorer import results
+
+HERE = Path(__file__).resolve().parent
+STUDIES = ("squeeze_ratio", "pct3x3", "bypass", "versions")
+METRICS = ["accuracy", "top5", "int8_accuracy", "params", "bytes_f32", "bytes_int8", "flops"]
+METRICS += ["latency_b1_ms", "latency_b128_ms", "images_per_s", "wall_s"]
+
+
+def pm(mean: float, std: float, scale: float = 100.0, digits: int = 2) -> str:
+    return f"{mean * scale:.{digits}f} ± {std * scale:.{digits}f}"
+
+
+def table(df: pd.DataFrame) -> str:
+    agg = aggregate_seeds(df, METRICS)
+    keys = varied_metaparameters(agg) or ["base"]
+    head = [*keys, "top-1 %", "top-5 %", "int8 top-1 %", "params", "float32", "int8"]
+    head += ["MFLOPs", "latency b1 ms", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for _, r in agg.sort_values(keys).iterrows():
+        cells = [str(r[k]) for k in keys]
+        cells += [pm(r["accuracy"], r["accuracy_std"]), pm(r["top5"], r["top5_std"])]
+        cells += [pm(r["int8_accuracy"], r["int8_accuracy_std"])]
+        cells += [f"{int(r['params']):,}", f"{r['bytes_f32'] / 1e6:.2f} MB"]
+        cells += [f"{r['bytes_int8'] / 1e3:.0f} KB", f"{r['flops'] / 1e6:.1f}"]
+        cells += [f"{r['latency_b1_ms']:.2f}", str(int(r["n_seeds"]))]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines)
+
+
+def cost(df: pd.DataFrame) -> str:
+    ok = df[df["status"] == "ok"]
+    # Seeds of a point train in one program: a trial's wall time is on each row.
+    trials = ok.drop_duplicates("point")
+    hours = trials["wall_s"].sum() / 3600
+    hosts = ", ".join(sorted(set(ok["host"].astype(str)) | set()))
+    devices = ", ".join(sorted(set(ok["device"].astype(str))))
+    return (
+        f"{len(ok)} ok rows ({len(trials)} trials of {int(ok['seeds_in_program'].max())} "
+        f"vmapped seeds), {hours:.2f} trial-hours; ran on {devices} ({hosts})"
+    )
+
+
+def main() -> None:
+    for study in sys.argv[1:] or STUDIES:
+        path = HERE / study / "results.parquet"
+        if not path.exists():
+            print(f"## {study}\n\n(no results yet: {path.relative_to(HERE)})\n")
+            continue
+        df = results.load(path)
+        recipe = df["recipe"].iloc[0]
+        print(f"## {study}\n\n{table(df)}\n\n{cost(df)}. Recipe: `{recipe}`.\n")
+
+
+if __name__ == "__main__":
+    main()
