@@ -8,7 +8,7 @@ STAMP := $(VENV)/.installed
 FMNIST := /usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test bench data install lint clean
+.PHONY: demo test bench experiments data install lint clean
 
 install: $(STAMP)
 
@@ -34,7 +34,13 @@ bench: install data
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/train_throughput.py
 	$(BIN)/python benchmarks/vs_pytorch.py
+	$(BIN)/python benchmarks/fill_machine.py
 	$(BIN)/python benchmarks/sweep_overhead.py
+
+# The SqueezeNet studies (about 1.5 h on 2 cores); resumable.
+experiments: install data
+	experiments/squeezenet_dse/run.sh
+	$(BIN)/python experiments/squeezenet_dse/summarize.py > experiments/squeezenet_dse/tables.md
 
 lint: install
 	$(BIN)/ruff check explorer analysis tests benchmarks

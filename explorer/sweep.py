@@ -1,7 +1,8 @@
 """`explorer sweep`: a space's points trained as Ray Tune trials, one results table.
 
-A trial is one point of the space and its seeds, trained together by the vmapped
-trainer (`search.vmap_seeds: false` gives one trial per point and seed). Ray runs
+A trial is one point of the space and one seed, or, with `search.vmap_seeds`
+(the default when trials get a GPU), a point and all its seeds trained together
+by the vmapped trainer. Ray runs
 in this process when no address is given, or joins a cluster with `address`.
 
 The sweep folder is the source of truth:
@@ -53,7 +54,10 @@ def trial_id(space_name: str, index: int, seed: int) -> str:
 def seed_groups(space: spaces.Space) -> list[list[int]]:
     """Seeds trained together in one trial: all of them, or one each."""
     seeds = list(range(space.search.seeds))
-    return [seeds] if space.search.vmap_seeds else [[s] for s in seeds]
+    vmap = space.search.vmap_seeds
+    if vmap is None:  # auto: vmapped seeds pay off on accelerators, not on CPU
+        vmap = space.resources.gpus_per_trial > 0
+    return [seeds] if vmap else [[s] for s in seeds]
 
 
 def base_row(space: spaces.Space, point: spaces.Point, seed: int) -> dict:

@@ -62,7 +62,7 @@ def tiny_space(write_space):
         base_e="{values: [8, 16]}",
         extra="",
         epochs=1,
-        search="{method: grid, seeds: 2}",
+        search="{method: grid, seeds: 2, vmap_seeds: true}",
     ):
         text = TINY_SPACE.format(
             name=name, base_e=base_e, extra=extra, epochs=epochs, search=search

@@ -201,12 +201,12 @@ def test_unknown_objective_is_rejected(grid, tmp_path):
         write_report(grid, tmp_path, objectives={"energy": "min", "accuracy": "max"})
 
 
-def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
-    path = results.save(grid, tmp_path / "results.parquet")
-    monkeypatch.setenv("EXPLORER_RESULTS", str(path))
+def run_notebook(extra: str = "") -> tuple[str, int]:
+    """Execute the notebook (plus an `extra` last cell): its printed text, its image count."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
-    nb.cells.append(nbformat.v4.new_code_cell("import sys; print(sys.executable)"))
+    if extra:
+        nb.cells.append(nbformat.v4.new_code_cell(extra))
     # jupyter_client starts the "python3" kernel with this interpreter
     # (sys.executable), so the kernel sees the venv and the project.
     client = NotebookClient(
@@ -218,11 +218,17 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    return text, sum("image/png" in o.get("data", {}) for o in outputs)
+
+
+def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
+    path = results.save(grid, tmp_path / "results.parquet")
+    monkeypatch.setenv("EXPLORER_RESULTS", str(path))
+    text, images = run_notebook(extra="import sys; print(sys.executable)")
     assert f"{path}: 15 trials" in text
     assert "4 of 6 architectures on the front" in text
     assert text.strip().splitlines()[-1] == sys.executable
-    images = [o for o in outputs if "image/png" in o.get("data", {})]
-    assert len(images) >= 3 + 1 + 2 * 2 + 2  # Pareto, EDFs, sensitivities
+    assert images >= 3 + 1 + 2 * 2 + 2  # Pareto, EDFs, sensitivities
 
 
 # ---------------------------------------------------------------- a real sweep
@@ -269,17 +275,8 @@ def test_explorer_report_on_a_real_sweep_table(tmp_path, capsys):
 
 def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
     monkeypatch.delenv("EXPLORER_RESULTS", raising=False)
-    nb = nbformat.read(NOTEBOOK, as_version=4)
-    client = NotebookClient(
-        nb,
-        kernel_name="python3",
-        timeout=120,
-        resources={"metadata": {"path": str(NOTEBOOK.parent)}},
-    )
-    client.execute()
-    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
-    text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+    text, images = run_notebook()
     assert f"example_results.parquet: {len(results.load(EXAMPLE))} trials" in text
     assert "architectures on the front" in text
     # 3 Pareto plots, the EDF, 2 EDFs by squeeze ratio, 1 sensitivity plot.
-    assert sum("image/png" in o.get("data", {}) for o in outputs) == 3 + 1 + 2 + 1
+    assert images == 3 + 1 + 2 + 1

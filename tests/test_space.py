@@ -141,3 +141,19 @@ def test_the_console_script_exits_2_without_a_traceback(write_space):
     assert proc.returncode == 2
     assert "space.squeeze_ratio.values[1]" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "search, resources, groups",
+    [
+        ("{seeds: 3}", "{cpus_per_trial: 1}", [[0], [1], [2]]),  # CPU: one trial a seed
+        ("{seeds: 3}", "{gpus_per_trial: 0.25}", [[0, 1, 2]]),  # GPU: vmapped
+        ("{seeds: 3, vmap_seeds: true}", "{cpus_per_trial: 1}", [[0, 1, 2]]),
+        ("{seeds: 2, vmap_seeds: false}", "{gpus_per_trial: 1}", [[0], [1]]),
+    ],
+)
+def test_seeds_per_trial_follow_the_device_unless_set(write_space, search, resources, groups):
+    from explorer.sweep import seed_groups
+
+    text = f"name: s\nspace: {{squeeze_ratio: 0.5}}\nsearch: {search}\nresources: {resources}\n"
+    assert seed_groups(spaces.load(write_space(text, "s.yaml"))) == groups
