@@ -183,9 +183,17 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
         groups.append("space")
     figs["edf"] = plots.edf(edf(agg))
     for param in groups:
-        table, by = _edf_levels(agg, param)
-        figs[f"edf_{param}"] = plots.edf(edf(table, by=by))
-        figs[f"edf_{param}_by_params"] = plots.edf(edf(table, by=by, normalize_by="params"))
+        # One architecture per level (a one-metaparameter study): an EDF over
+        # architectures would be one step per level, so each level's seeds
+        # become its distribution instead, and the title says so.
+        per_seed = agg[param].value_counts().max() == 1 and len(ok) > len(agg)
+        table, by = _edf_levels(ok if per_seed else agg, param)
+        for stem, norm in ((f"edf_{param}", None), (f"edf_{param}_by_params", "params")):
+            fig = plots.edf(edf(table, by=by, normalize_by=norm))
+            if per_seed:
+                ax = fig.axes[0]
+                ax.set_title(ax.get_title() + " (each seed a model)")
+            figs[stem] = fig
     sens_metrics = [m for m in SENSITIVITY if m in ok and ok[m].notna().any()]
     for param in varied_metaparameters(ok):
         if pd.api.types.is_numeric_dtype(ok[param]) and ok[param].dtype != bool:

@@ -166,6 +166,25 @@ def test_figures_by_space_and_string_metaparameters(grid):
     assert ax.get_xlabel() == "model size (float32)"
 
 
+def test_edf_by_level_uses_seeds_when_each_level_is_one_architecture(grid):
+    # Two architectures per SR level: the EDF is over architectures (n=2 each).
+    ax = figures(grid)["edf_squeeze_ratio"].axes[0]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == [
+        f"squeeze_ratio={sr} (n=2)" for sr in (0.125, 0.5, 1.0)
+    ]
+    assert "each seed" not in ax.get_title()
+    # One architecture per level (as in a bypass study): each level's seeds
+    # are its distribution, two steps per curve, and the title says so.
+    one = grid[(grid["status"] == "ok") & (grid["pct3x3"] == 0.25)]
+    for stem in ("edf_squeeze_ratio", "edf_squeeze_ratio_by_params"):
+        ax = figures(one)[stem].axes[0]
+        assert ax.get_title().endswith("(each seed a model)")
+        labels = [t.get_text() for t in ax.get_legend().get_texts()]
+        assert labels == [f"squeeze_ratio={sr} (n=2)" for sr in (0.125, 0.5, 1.0)]
+        # Seeds differ in accuracy: each curve rises in two steps (plus its start).
+        assert all(len(line.get_xdata()) == 3 for line in ax.get_lines())
+
+
 def test_markdown_table_escapes_cells():
     frame = pd.DataFrame({"a": ["x|y", "two\nlines"], "b": [1, None]})
     assert markdown_table(frame).splitlines() == [

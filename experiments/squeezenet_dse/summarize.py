@@ -46,14 +46,16 @@ def table(df: pd.DataFrame) -> str:
 
 def cost(df: pd.DataFrame) -> str:
     ok = df[df["status"] == "ok"]
-    # Seeds of a point train in one program: a trial's wall time is on each row.
-    trials = ok.drop_duplicates("point")
-    hours = trials["wall_s"].sum() / 3600
-    hosts = ", ".join(sorted(set(ok["host"].astype(str)) | set()))
+    # A row's wall_s is its program's: K vmapped seeds share one program, so
+    # each row is charged 1/K of it (K = 1 when every seed was its own trial).
+    hours = (ok["wall_s"] / ok["seeds_in_program"]).sum() / 3600
+    programs = round((1 / ok["seeds_in_program"]).sum())
+    k = int(ok["seeds_in_program"].max())
+    hosts = ", ".join(sorted(set(ok["host"].astype(str))))
     devices = ", ".join(sorted(set(ok["device"].astype(str))))
     return (
-        f"{len(ok)} ok rows ({len(trials)} trials of {int(ok['seeds_in_program'].max())} "
-        f"vmapped seeds), {hours:.2f} trial-hours; ran on {devices} ({hosts})"
+        f"{len(ok)} ok rows ({programs} trials, {k} seed(s) per program), "
+        f"{hours:.2f} trial-hours; ran on {devices} ({hosts})"
     )
 
 
