@@ -69,3 +69,78 @@ def test_unknown_conv_lowering_is_a_clear_error(monkeypatch):
     monkeypatch.setenv(models.CONV_ENV, "winograd")
     with pytest.raises(ValueError, match="EXPLORER_CONV.*matmul, xla.*winograd"):
         models.conv_impl()
+
+
+def classic_forward(spec: arch.ArchSpec, params, x: jax.Array) -> jax.Array:
+    """SqueezeNet in torchvision's order, with XLA's own ops: conv + bias, ReLU, pool."""
+    p = arch.plan(spec)
+
+    def conv(x, prm, stride=1, pad=0):
+        dims = ("NHWC", "HWIO", "NHWC")
+        window = ((pad, pad), (pad, pad))
+        y = jax.lax.conv_general_dilated(
+            x, prm["kernel"], (stride,) * 2, window, dimension_numbers=dims
+        )
+        return y + prm["bias"]
+
+    def pool(x):
+        extra = max((arch.pool_out(x.shape[1]) - 1) * 2 + 3 - x.shape[1], 0)
+        return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, extra), (0, extra)))
+
+    x = jax.nn.relu(conv(x, params["conv1"], spec.conv1_stride, spec.conv1_padding))
+    if p.stem_pool:
+        x = pool(x)
+    for f in p.fires:
+        q = params[f.name]
+        s = jax.nn.relu(conv(x, q["squeeze"]))
+        parts = [conv(s, q["expand1x1"])] if f.e1x1 else []
+        parts += [conv(s, q["expand3x3"], pad=1)] if f.e3x3 else []
+        y = jax.nn.relu(jnp.concatenate(parts, axis=-1))
+        if f.shortcut == "identity":
+            y = y + x
+        elif f.shortcut == "conv":
+            y = y + conv(x, q["bypass"])
+        x = pool(y) if f.pool else y
+    x = conv(x, params["conv10"])
+    return (jax.nn.relu(x) if spec.head_relu else x).mean(axis=(1, 2))
+
+
+@pytest.mark.parametrize(
+    "spec",
+    [
+        arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1),
+        arch.preset("squeezenet1_1", num_classes=10, image_size=28).replace(bypass="simple"),
+        arch.preset("squeezenet1_0", num_classes=5, image_size=32).replace(bypass="complex"),
+    ],
+)
+def test_pool_before_bias_and_relu_is_the_classic_network(spec):
+    # The model pools pre-activations (max commutes with + bias and ReLU); the
+    # outputs and every parameter's gradient equal the textbook order's. In
+    # float64, so that rounding in these unnormalised nets (logits in the
+    # hundreds with complex bypass) cannot hide or fake a difference.
+    model = models.build(spec)
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(2), models.input_shape(spec, 3), jnp.float64)
+        params = model.init(jax.random.key(0), x)["params"]
+        # Non-zero biases, so that moving the bias past the pool is really tested.
+        params = jax.tree.map(
+            lambda a: a.astype(jnp.float64) + 0.05 * jnp.cos(jnp.arange(a.size).reshape(a.shape)),
+            params,
+        )
+        ours = lambda prm: model.apply({"params": prm}, x)  # noqa: E731
+        ref = lambda prm: classic_forward(spec, prm, x)  # noqa: E731
+        r = jax.random.normal(jax.random.key(3), (3, spec.num_classes), jnp.float64)
+
+        @jax.jit  # one program for both networks: a single compile
+        def outputs_and_grads(prm):
+            grad = lambda f: jax.grad(lambda p: jnp.sum(f(p) * r))(prm)  # noqa: E731
+            return ours(prm), ref(prm), grad(ours), grad(ref)
+
+        out, want_out, got, want = outputs_and_grads(params)
+    np.testing.assert_allclose(out, want_out, rtol=1e-10, atol=1e-10)
+    want = dict(jax.tree_util.tree_leaves_with_path(want))
+    for path, g in jax.tree_util.tree_leaves_with_path(got):
+        assert g.dtype == jnp.float64
+        np.testing.assert_allclose(
+            g, want[path], rtol=1e-9, atol=1e-9, err_msg=jax.tree_util.keystr(path)
+        )
