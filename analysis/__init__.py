@@ -13,6 +13,7 @@ from analysis.pareto import (
     pareto_front,
     pareto_mask,
     preset_names,
+    trial_seconds,
     varied_metaparameters,
 )
 from analysis.report import write_report
@@ -28,6 +29,7 @@ __all__ = [
     "plots",
     "preset_names",
     "sensitivity",
+    "trial_seconds",
     "varied_metaparameters",
     "write_report",
 ]

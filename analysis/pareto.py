@@ -75,6 +75,20 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok").fillna(False).to_numpy(dtype=bool)]
 
 
+def trial_seconds(df: pd.DataFrame) -> pd.Series:
+    """Each row's share of its program's wall time, in seconds.
+
+    K vmapped seeds train in one program and each of their rows carries that
+    program's `wall_s`, so a row is charged 1/K of it (K = 1 for a seed
+    trained alone, or where `seeds_in_program` is missing).
+    """
+    wall = pd.to_numeric(df["wall_s"], errors="coerce").astype("float64")
+    if "seeds_in_program" not in df:
+        return wall
+    shared = pd.to_numeric(df["seeds_in_program"], errors="coerce").astype("float64")
+    return wall / shared.fillna(1.0).clip(lower=1.0)
+
+
 def varied_metaparameters(df: pd.DataFrame) -> list[str]:
     """Metaparameter columns taking more than one distinct value among the rows."""
     return [c for c in METAPARAMETERS if c in df and df[c].nunique(dropna=False) > 1]

@@ -23,6 +23,7 @@ from analysis.pareto import (
     aggregate_seeds,
     ok_rows,
     pareto_front,
+    trial_seconds,
     varied_metaparameters,
 )
 from explorer.results import ResultsError
@@ -74,11 +75,7 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
     best = ok.loc[pd.to_numeric(ok["accuracy"]).astype("float64").idxmax()]
     varied = varied_metaparameters(ok)
     where = ", ".join(f"{c}={best[c]}" for c in varied)
-    wall = pd.to_numeric(df["wall_s"], errors="coerce") if "wall_s" in df else None
-    if wall is not None and "seeds_in_program" in df:
-        # K vmapped seeds share one program: each row carries its wall time.
-        shared = pd.to_numeric(df["seeds_in_program"], errors="coerce").astype("float64")
-        wall = wall / shared.fillna(1.0).clip(lower=1.0)
+    wall = trial_seconds(df) if "wall_s" in df else None
     seeds = agg["n_seeds"]
     return [
         (

@@ -64,6 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
+    from analysis import trial_seconds
     from explorer import sweep
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -77,10 +78,11 @@ def main() -> None:
         t0 = time.perf_counter()
         table = sweep.run(space, Path(tmp) / "sweep")
         sweep_wall = time.perf_counter() - t0
-    trials = table.drop_duplicates("point")  # seeds of a point share one trial
-    busy = float(trials["wall_s"].sum())
+    # A trial is one seed, or K vmapped seeds sharing one program (GPU default).
+    trials = round(float((1 / table["seeds_in_program"].astype("float64")).sum()))
+    busy = float(trial_seconds(table).sum())
     print(
-        f"real sweep: {len(trials)} trials ({len(table)} rows), wall {sweep_wall:.1f} s, "
+        f"real sweep: {trials} trials ({len(table)} rows), wall {sweep_wall:.1f} s, "
         f"sum of trial times {busy:.1f} s, {busy / sweep_wall:.2f} trials busy on average"
     )
     print(

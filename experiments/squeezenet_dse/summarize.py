@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import aggregate_seeds, varied_metaparameters
+from analysis import aggregate_seeds, trial_seconds, varied_metaparameters
 from explorer import results
 
 HERE = Path(__file__).resolve().parent
@@ -46,9 +46,7 @@ def table(df: pd.DataFrame) -> str:
 
 def cost(df: pd.DataFrame) -> str:
     ok = df[df["status"] == "ok"]
-    # A row's wall_s is its program's: K vmapped seeds share one program, so
-    # each row is charged 1/K of it (K = 1 when every seed was its own trial).
-    hours = (ok["wall_s"] / ok["seeds_in_program"]).sum() / 3600
+    hours = trial_seconds(ok).sum() / 3600
     programs = round((1 / ok["seeds_in_program"]).sum())
     k = int(ok["seeds_in_program"].max())
     hosts = ", ".join(sorted(set(ok["host"].astype(str))))
