@@ -13,6 +13,7 @@ from analysis.pareto import (
     pareto_front,
     pareto_mask,
     preset_names,
+    program_share,
     trial_seconds,
     varied_metaparameters,
 )
@@ -28,6 +29,7 @@ __all__ = [
     "pareto_mask",
     "plots",
     "preset_names",
+    "program_share",
     "sensitivity",
     "trial_seconds",
     "varied_metaparameters",

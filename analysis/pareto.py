@@ -75,18 +75,25 @@ def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
     return df[(df["status"] == "ok").fillna(False).to_numpy(dtype=bool)]
 
 
+def program_share(df: pd.DataFrame) -> pd.Series:
+    """Each row's share of the program that trained it: 1/K for K vmapped seeds.
+
+    A seed trained alone (or a row without `seeds_in_program`) counts 1, so the
+    sum over rows is the number of trials.
+    """
+    if "seeds_in_program" not in df:
+        return pd.Series(1.0, index=df.index)
+    shared = pd.to_numeric(df["seeds_in_program"], errors="coerce").astype("float64")
+    return 1.0 / shared.fillna(1.0).clip(lower=1.0)
+
+
 def trial_seconds(df: pd.DataFrame) -> pd.Series:
     """Each row's share of its program's wall time, in seconds.
 
     K vmapped seeds train in one program and each of their rows carries that
-    program's `wall_s`, so a row is charged 1/K of it (K = 1 for a seed
-    trained alone, or where `seeds_in_program` is missing).
+    program's `wall_s`, so a row is charged 1/K of it (`program_share`).
     """
-    wall = pd.to_numeric(df["wall_s"], errors="coerce").astype("float64")
-    if "seeds_in_program" not in df:
-        return wall
-    shared = pd.to_numeric(df["seeds_in_program"], errors="coerce").astype("float64")
-    return wall / shared.fillna(1.0).clip(lower=1.0)
+    return pd.to_numeric(df["wall_s"], errors="coerce").astype("float64") * program_share(df)
 
 
 def varied_metaparameters(df: pd.DataFrame) -> list[str]:

@@ -64,7 +64,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
-    from analysis import trial_seconds
+    from analysis import program_share, trial_seconds
     from explorer import sweep
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -79,7 +79,7 @@ def main() -> None:
         table = sweep.run(space, Path(tmp) / "sweep")
         sweep_wall = time.perf_counter() - t0
     # A trial is one seed, or K vmapped seeds sharing one program (GPU default).
-    trials = round(float((1 / table["seeds_in_program"].astype("float64")).sum()))
+    trials = round(float(program_share(table).sum()))
     busy = float(trial_seconds(table).sum())
     print(
         f"real sweep: {trials} trials ({len(table)} rows), wall {sweep_wall:.1f} s, "

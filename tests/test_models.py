@@ -10,15 +10,19 @@ from explorer import architecture as arch
 from explorer import models
 
 
+def reference_pool(x: jax.Array) -> jax.Array:
+    """3x3/2 max-pool with ceil rounding through Flax's `reduce_window` pool."""
+    extra = max((arch.pool_out(x.shape[1]) - 1) * 2 + 3 - x.shape[1], 0)
+    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, extra), (0, extra)))
+
+
 @pytest.mark.parametrize("size", [28, 14, 7, 6, 3])
 def test_separable_pool_equals_reduce_window_with_ceil_rounding(size):
     x = jax.random.normal(jax.random.key(size), (2, size, size, 5))
     out = arch.pool_out(size)
-    extra = max((out - 1) * 2 + 3 - size, 0)
-    ref = nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, extra), (0, extra)))
     got = models.max_pool_ceil(x)
     assert got.shape == (2, out, out, 5)
-    np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(got, reference_pool(x))
 
 
 @pytest.mark.parametrize(
@@ -83,13 +87,9 @@ def classic_forward(spec: arch.ArchSpec, params, x: jax.Array) -> jax.Array:
         )
         return y + prm["bias"]
 
-    def pool(x):
-        extra = max((arch.pool_out(x.shape[1]) - 1) * 2 + 3 - x.shape[1], 0)
-        return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, extra), (0, extra)))
-
     x = jax.nn.relu(conv(x, params["conv1"], spec.conv1_stride, spec.conv1_padding))
     if p.stem_pool:
-        x = pool(x)
+        x = reference_pool(x)
     for f in p.fires:
         q = params[f.name]
         s = jax.nn.relu(conv(x, q["squeeze"]))
@@ -100,7 +100,7 @@ def classic_forward(spec: arch.ArchSpec, params, x: jax.Array) -> jax.Array:
             y = y + x
         elif f.shortcut == "conv":
             y = y + conv(x, q["bypass"])
-        x = pool(y) if f.pool else y
+        x = reference_pool(y) if f.pool else y
     x = conv(x, params["conv10"])
     return (jax.nn.relu(x) if spec.head_relu else x).mean(axis=(1, 2))
 

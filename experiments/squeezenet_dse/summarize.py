@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import aggregate_seeds, trial_seconds, varied_metaparameters
+from analysis import aggregate_seeds, program_share, trial_seconds, varied_metaparameters
 from explorer import results
 
 HERE = Path(__file__).resolve().parent
@@ -47,7 +47,7 @@ def table(df: pd.DataFrame) -> str:
 def cost(df: pd.DataFrame) -> str:
     ok = df[df["status"] == "ok"]
     hours = trial_seconds(ok).sum() / 3600
-    programs = round((1 / ok["seeds_in_program"]).sum())
+    programs = round(program_share(ok).sum())
     k = int(ok["seeds_in_program"].max())
     hosts = ", ".join(sorted(set(ok["host"].astype(str))))
     devices = ", ".join(sorted(set(ok["device"].astype(str))))
