@@ -10,7 +10,12 @@ import time
 import numpy as np
 
 from explorer import architecture as arch
+from explorer import devices
 from explorer.data import DataInfo, Dataset
+
+# As the CLI does: one XLA CPU device per core (or $EXPLORER_CPU_DEVICES), set
+# before JAX starts, so the benchmarks time the step that training runs.
+devices.split_cpu()
 
 SHAPES = {"28x28x1": (28, 1), "32x32x3": (32, 3)}
 
@@ -46,4 +51,7 @@ def median(xs) -> float:
 
 
 def machine() -> str:
-    return f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs"
+    return (
+        f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs, "
+        f"{devices.cpu_count()} XLA CPU devices"
+    )

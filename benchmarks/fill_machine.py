@@ -5,11 +5,12 @@
 Total train images/s of SqueezeNet 1.1 (28x28x1, batch 128, the trainer's own
 step) when the machine runs:
 
-  one      one run, all cores (JAX's thread pool spans them);
+  one      one run, all cores (one XLA CPU device per core, each taking
+           its share of the batch);
   pinned   one run per core at once, each pinned to its core (one thread
            each), like sweep trials of one CPU each with CPU affinity;
-  shared   one run per core at once, unpinned (what Ray does with one-CPU
-           trials: it reserves CPUs but does not pin threads);
+  shared   one run per core at once, unpinned, one device each (what Ray
+           does with one-CPU trials: it reserves CPUs but does not pin threads);
   vmap K   one run training K seeds as one vmapped program, all cores.
 
 Each configuration runs in fresh processes, one after another. Ends with one
@@ -63,13 +64,18 @@ def worker(k: int, seconds: float, cpu: int | None) -> None:
     print(json.dumps({"images_per_s": steps * 128 * k / elapsed}))
 
 
-def launch(k: int, seconds: float, cpus: list[int | None]) -> float:
-    """Run one worker per entry of `cpus` at once; their summed images/s."""
+def launch(k: int, seconds: float, cpus: list[int | None], devices: int | None = None) -> float:
+    """Run one worker per entry of `cpus` at once; their summed images/s.
+
+    devices: XLA CPU devices per worker (default: one per core it may use).
+    """
+    env = {**os.environ, "EXPLORER_CPU_DEVICES": str(devices)} if devices else None
     procs = [
         subprocess.Popen(
             [sys.executable, __file__, "--worker", str(k), str(seconds), str(cpu)],
             stdout=subprocess.PIPE,
             text=True,
+            env=env,
         )
         for cpu in cpus
     ]
@@ -94,7 +100,8 @@ def main() -> None:
     print(f"{len(cores)} cores; SqueezeNet 1.1, 28x28x1, batch 128, SGD; total images/s")
     figures = {"one": launch(1, args.seconds, [None])}
     figures["pinned"] = launch(1, args.seconds, list(cores))
-    figures["shared"] = launch(1, args.seconds, [None] * len(cores))
+    # As a sweep's one-CPU trials: one device each (explorer.sweep.trainable).
+    figures["shared"] = launch(1, args.seconds, [None] * len(cores), devices=1)
     for k in (int(x) for x in args.k.split(",")):
         figures[f"vmap{k}"] = launch(k, args.seconds, [None])
     base = figures["one"]

@@ -11,7 +11,7 @@ from pathlib import Path
 import yaml
 
 from explorer import architecture as arch
-from explorer import complexity
+from explorer import complexity, devices
 from explorer import space as spaces
 from explorer.data import DatasetError, info
 from explorer.results import ResultsError
@@ -29,6 +29,7 @@ USER_ERRORS = (
     DatasetError,
     ResultsError,
     SweepError,
+    devices.DeviceError,
 )
 
 
@@ -481,6 +482,7 @@ def main(argv: list[str] | None = None) -> int:
         print("explorer: error: --dataset: a space file names its own data set", file=sys.stderr)
         return 2
     try:
+        devices.split_cpu()  # one XLA CPU device per core, before JAX starts
         return args.func(args)
     except USER_ERRORS as e:
         print(f"explorer: error: {e}", file=sys.stderr)

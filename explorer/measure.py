@@ -46,8 +46,9 @@ def quantize_int8(params, batch_dims: int = 0):
 
 
 def latency(plan: Plan, params, batches=(1, 128), repeats: int = 20) -> dict:
-    """Median forward latency in ms at each batch size (after a warm-up call)."""
+    """Median forward latency in ms at each batch size (after a warm-up call), on one device."""
     model = models.build(plan)
+    params = jax.device_put(params, jax.local_devices()[0])  # not copies on every core
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
     out = {}
     for b in batches:

@@ -2,13 +2,14 @@
 
 Linen keeps `init`/`apply` pure functions of explicit parameters, so the train
 step is a pure function and vmapping it over seeds is a one-liner (train.py).
-Layout is NHWC. On CPU, convolutions run as matrix products (im2col) and
-max-pools as separable strided slices: XLA's CPU backward passes for
-`conv_general_dilated` and `reduce_window` were 3-10x slower than the matmul
-and slicing forms (README, Performance). Parameters are the same either way
-(`kernel` HWIO, `bias`), and so are the outputs, to float tolerance. A pool
-runs before its layer's bias and ReLU, which gives the same network at a
-quarter of the element-wise work (`Conv`).
+Layout is NHWC. On CPU, 1x1 convolutions run as matrix products and k x k ones
+as XLA's own convolution, whose CPU kernels were the fastest of the lowerings
+measured for them on one core (README, Performance); max-pools run as separable
+strided slices, whose gradient is a few selects where `reduce_window`'s
+select-and-scatter was slow. Parameters are the same either way (`kernel`
+HWIO, `bias`), and so are the outputs, to float tolerance. A pool runs before
+its layer's bias and ReLU, which gives the same network at a quarter of the
+element-wise work (`Conv`).
 """
 
 from __future__ import annotations
@@ -31,21 +32,24 @@ he_uniform = nn.initializers.variance_scaling(2.0, "fan_in", "uniform")
 
 
 CONV_ENV = "EXPLORER_CONV"
-CONV_IMPLS = ("auto", "matmul", "xla")
+CONV_IMPLS = ("auto", "mixed", "matmul", "xla")
 
 
 def conv_impl(impl: str = "auto") -> str:
-    """The convolution lowering: "matmul" (im2col + one matrix product) or "xla".
+    """The convolution lowering: "mixed", "matmul" (im2col + a matrix product) or "xla".
 
-    "auto" reads $EXPLORER_CONV, else picks matmul on CPU and XLA's own
-    convolution elsewhere (GPU/TPU libraries are fast at both passes).
+    "mixed" runs 1x1 convolutions as matrix products and k x k ones as XLA's
+    convolution. "auto" reads $EXPLORER_CONV, else picks mixed on CPU and XLA's
+    own convolution elsewhere (GPU/TPU libraries are fast at both passes).
+    Measured on a 2-core CPU, one device per core (`explorer.devices`), SqueezeNet
+    1.1 at 28x28x1: mixed 656-682 images/s, matmul 596 (README, Performance).
     """
     if impl == "auto":
         impl = os.environ.get(CONV_ENV, "auto") or "auto"
     if impl not in CONV_IMPLS:
         raise ValueError(f"${CONV_ENV}: expected one of {', '.join(CONV_IMPLS)}, got {impl!r}")
     if impl == "auto":
-        impl = "matmul" if jax.default_backend() == "cpu" else "xla"
+        impl = "mixed" if jax.default_backend() == "cpu" else "xla"
     return impl
 
 
@@ -104,7 +108,10 @@ class Conv(nn.Module):
         k = self.kernel
         w = self.param("kernel", self.kernel_init, (k, k, x.shape[-1], self.features))
         b = self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        if conv_impl(self.impl) == "matmul":
+        impl = conv_impl(self.impl)
+        if impl == "mixed":
+            impl = "matmul" if k == 1 and self.stride == 1 else "xla"
+        if impl == "matmul":
             y = matmul_conv(x, w, self.stride, self.pad)
         else:
             y = jax.lax.conv_general_dilated(

@@ -108,8 +108,11 @@ def trainable(config: dict, space: spaces.Space) -> None:
     from ray import tune
 
     from explorer import data as datasets
-    from explorer import train
+    from explorer import devices, train
 
+    # One XLA CPU device per CPU this trial holds (a fresh worker process; a
+    # reused one keeps the count it started with, the same for every trial).
+    devices.split_cpu(max(1, int(space.resources.cpus_per_trial)))
     ctx = tune.get_context()
     config = config.get("cfg", config)
     if "index" in config:  # grid / random: the driver chose the point

@@ -10,6 +10,7 @@ parameters, the optimiser state and the random keys (`train_and_evaluate(seeds=.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import os
 import time
@@ -55,7 +56,12 @@ class TrainingFailed(Exception):
 
 @dataclasses.dataclass(frozen=True)
 class Runner:
-    """Compiled functions for one (architecture, recipe, data shape) and K seeds."""
+    """Compiled functions for one (architecture, recipe, data shape) and K seeds.
+
+    With several devices (CPU cores, see explorer.devices) the state and the data
+    set are copied to each, every device takes its share of each batch, and the
+    gradients are averaged across them: the same step as on one device.
+    """
 
     init: Callable  # keys -> state
     step: Callable  # (state, x, y, mean, std, perm, j, keys) -> state
@@ -65,6 +71,7 @@ class Runner:
     eval_batch: int
     eval_batches: int
     compile_s: float
+    sharding: jax.sharding.Sharding | None = None  # where state and data live
 
 
 # ---------------------------------------------------------------- optimiser
@@ -133,9 +140,20 @@ def make_runner(
     recipe: Recipe,
     data: Dataset,
     num_seeds: int = 1,
+    devices: int | None = None,
 ) -> Runner:
-    """Build and compile (ahead of time, timed) the init, step and eval functions."""
-    model = models.build(spec)
+    """Build and compile (ahead of time, timed) the init, step and eval functions.
+
+    devices: how many devices share each batch; default: every CPU device JAX
+    has (one per core after `devices.split_cpu`) that the batch sizes divide
+    into, and one device on an accelerator.
+    """
+    impl = "auto"
+    if num_seeds > 1 and jax.default_backend() == "cpu" and not os.environ.get(models.CONV_ENV):
+        # vmapped over seeds, XLA:CPU's k x k convolutions become grouped ones:
+        # 293 images/s for K=8 against 641 as batched matrix products (README).
+        impl = "matmul"
+    model = models.build(spec, impl)
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
@@ -144,6 +162,20 @@ def make_runner(
         )
     tx = optimizer(recipe, steps)
     shape = models.input_shape(spec, 1)
+    eval_b = min(recipe.eval_batch_size, len(data.x_test))
+    mesh = _mesh(devices, recipe.batch_size, eval_b)
+    parts = 1 if mesh is None else mesh.size
+
+    def part(a: jax.Array) -> jax.Array:
+        """This device's share of a batch-sized array (all of it on one device)."""
+        if parts == 1:
+            return a
+        n = a.shape[0] // parts
+        return jax.lax.dynamic_slice_in_dim(a, jax.lax.axis_index(AXIS) * n, n)
+
+    def across(tree):
+        """The mean over the devices that share the batch."""
+        return tree if parts == 1 else jax.lax.pmean(tree, AXIS)
 
     def init(key):
         params = model.init(key, jnp.zeros(shape, jnp.float32))["params"]
@@ -157,14 +189,18 @@ def make_runner(
 
     def step(state, x, y, mean, std, perm, j, key):
         """One optimiser step on batch j of this epoch's permutation; pure."""
-        idx = jax.lax.dynamic_index_in_dim(perm, j, keepdims=False)
-        kaug, kdrop = jax.random.split(jax.random.fold_in(key, j))
+        idx = part(jax.lax.dynamic_index_in_dim(perm, j, keepdims=False))
+        key = jax.random.fold_in(key, j)
+        if parts > 1:  # each device's share of the batch draws its own noise
+            key = jax.random.fold_in(key, jax.lax.axis_index(AXIS))
+        kaug, kdrop = jax.random.split(key)
         xb = x[idx]
         if recipe.augment:
             xb = augment(kaug, xb)
         (loss, acc), grads = jax.value_and_grad(loss_fn, has_aux=True)(
             state["params"], normalise(xb, mean, std), y[idx], kdrop
         )
+        grads, loss, acc = across((grads, loss, acc))
         updates, opt = tx.update(grads, state["opt"], state["params"])
         params = optax.apply_updates(state["params"], updates)
         return {"params": params, "opt": opt, "sums": state["sums"] + jnp.stack([loss, acc])}
@@ -174,18 +210,17 @@ def make_runner(
         perm = jax.random.permutation(jax.random.fold_in(key, 0), n_train)
         return perm[: steps * recipe.batch_size].reshape(steps, recipe.batch_size)
 
-    eval_b = min(recipe.eval_batch_size, len(data.x_test))
-
     def evaluate(params, x, y, mean, std, j):
         """Sums of loss, top-1 and top-5 hits over eval batch j (labels < 0 are padding)."""
-        xb = jax.lax.dynamic_slice_in_dim(x, j * eval_b, eval_b)
-        yb = jax.lax.dynamic_slice_in_dim(y, j * eval_b, eval_b)
+        xb = part(jax.lax.dynamic_slice_in_dim(x, j * eval_b, eval_b))
+        yb = part(jax.lax.dynamic_slice_in_dim(y, j * eval_b, eval_b))
         logits = model.apply({"params": params}, normalise(xb, mean, std))
         valid = yb >= 0
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(yb, 0))
         top5 = jax.lax.top_k(logits, min(5, spec.num_classes))[1]
         hit5 = (top5 == yb[:, None]).any(-1)
-        return jnp.stack([(loss * valid).sum(), (top5[:, 0] == yb).sum(), hit5.sum()])
+        sums = jnp.stack([(loss * valid).sum(), (top5[:, 0] == yb).sum(), hit5.sum()])
+        return sums if parts == 1 else jax.lax.psum(sums, AXIS)
 
     if num_seeds > 1:  # one program for K seeds: vmap over state and keys
         init_k = jax.vmap(init)
@@ -194,6 +229,18 @@ def make_runner(
         eval_k = jax.vmap(evaluate, in_axes=(0, None, None, None, None, None))
     else:
         init_k, step_k, shuffle_k, eval_k = init, step, shuffle, evaluate
+    sharding = None
+    if mesh is not None:  # every device runs the step on its share; results replicated
+        sharding = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec())
+        spmd = functools.partial(
+            jax.shard_map,
+            mesh=mesh,
+            in_specs=jax.sharding.PartitionSpec(),
+            out_specs=jax.sharding.PartitionSpec(),
+            check_vma=False,
+        )
+        step_k, eval_k = spmd(step_k), spmd(eval_k)
+    placed = {} if sharding is None else {"in_shardings": sharding, "out_shardings": sharding}
 
     keys = _keys(range(num_seeds))
     j = jax.ShapeDtypeStruct((), jnp.int32)
@@ -201,23 +248,57 @@ def make_runner(
     t0 = time.perf_counter()
     # init runs once per trial: compiled without LLVM's optimisations it is as
     # fast and compiles in ~2 s instead of ~10 s (random initialisers unroll).
-    init_c = jax.jit(init_k).lower(keys).compile(ONCE)
+    init_c = jax.jit(init_k, **placed).lower(keys).compile(ONCE)
     state = jax.eval_shape(init_k, keys)
     perm = jax.eval_shape(shuffle_k, keys)
     xs, ys = _spec(data.x_train), _spec(data.y_train)
     step_c = (
-        jax.jit(step_k, donate_argnums=(0,)).lower(state, xs, ys, ms, ms, perm, j, keys).compile()
+        jax.jit(step_k, donate_argnums=(0,), **placed)
+        .lower(state, xs, ys, ms, ms, perm, j, keys)
+        .compile()
     )
-    shuffle_c = jax.jit(shuffle_k).lower(keys).compile(ONCE)
+    shuffle_c = jax.jit(shuffle_k, **placed).lower(keys).compile(ONCE)
     n_eval = -(-len(data.x_test) // eval_b)
     xt = jax.ShapeDtypeStruct((n_eval * eval_b, *data.x_test.shape[1:]), data.x_test.dtype)
     yt = jax.ShapeDtypeStruct((n_eval * eval_b,), data.y_test.dtype)
-    eval_c = jax.jit(eval_k).lower(state["params"], xt, yt, ms, ms, j).compile()
+    eval_c = jax.jit(eval_k, **placed).lower(state["params"], xt, yt, ms, ms, j).compile()
     compile_s = time.perf_counter() - t0
-    return Runner(init_c, step_c, shuffle_c, eval_c, steps, eval_b, n_eval, compile_s)
+    if sharding is not None:  # callers pass host or one-device arrays: copy them to all
+        init_c, step_c, shuffle_c, eval_c = (
+            _placing(f, sharding) for f in (init_c, step_c, shuffle_c, eval_c)
+        )
+    return Runner(init_c, step_c, shuffle_c, eval_c, steps, eval_b, n_eval, compile_s, sharding)
+
+
+def _placing(fn: Callable, sharding: jax.sharding.Sharding) -> Callable:
+    """fn with its arguments placed first (a no-op for those already in place)."""
+
+    @functools.wraps(fn)
+    def call(*args):
+        return fn(*jax.device_put(args, sharding))
+
+    return call
 
 
 ONCE = {"xla_backend_optimization_level": 0}  # compiler options for run-once functions
+AXIS = "batch"  # the mesh axis a batch is split along
+
+
+def _mesh(devices: int | None, *batches: int) -> jax.sharding.Mesh | None:
+    """A 1-D mesh of the devices that share each batch; None for a single device."""
+    if devices is None:
+        if jax.default_backend() != "cpu":
+            return None
+        devices = len(jax.local_devices())
+        while devices > 1 and any(b % devices for b in batches):
+            devices -= 1
+    elif devices < 1 or devices > len(jax.local_devices()):
+        raise ValueError(f"devices: expected 1 to {len(jax.local_devices())}, got {devices}")
+    elif any(b % devices for b in batches):
+        raise ValueError(f"devices: {devices} does not divide the batch sizes {batches}")
+    if devices == 1:
+        return None
+    return jax.sharding.Mesh(np.array(jax.local_devices()[:devices]), (AXIS,))
 
 
 def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
@@ -273,13 +354,14 @@ def device_data(data: Dataset, runner: Runner) -> dict:
     pad = runner.eval_batches * runner.eval_batch - len(data.x_test)
     x_test = np.concatenate([data.x_test, np.zeros((pad, *data.x_test.shape[1:]), np.uint8)])
     y_test = np.concatenate([data.y_test, np.full(pad, -1, np.int32)])
+    put = functools.partial(jax.device_put, device=runner.sharding)
     return {
-        "x_train": jax.device_put(data.x_train),
-        "y_train": jax.device_put(data.y_train),
-        "x_test": jax.device_put(x_test),
-        "y_test": jax.device_put(y_test),
-        "mean": jnp.asarray(data.mean),
-        "std": jnp.asarray(data.std),
+        "x_train": put(data.x_train),
+        "y_train": put(data.y_train),
+        "x_test": put(x_test),
+        "y_test": put(y_test),
+        "mean": put(np.asarray(data.mean, np.float32)),
+        "std": put(np.asarray(data.std, np.float32)),
         "n_test": len(data.x_test),
     }
 

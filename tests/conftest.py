@@ -14,6 +14,12 @@ os.environ.setdefault(
     os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), ".cache", "jax"),
 )
 
+from explorer import devices  # noqa: E402
+
+# Two XLA CPU devices, as the CLI makes on a 2-core machine: the trainer's tests
+# run the batch split over devices (one device is tested against it).
+devices.split_cpu(2)
+
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402

@@ -52,8 +52,8 @@ def test_same_seed_same_result_other_seed_differs(fmnist):
     assert a["test_loss"] != c["test_loss"]
 
 
-def _params_after(seeds, steps, data, recipe):
-    runner = train.make_runner(SMALL, recipe, data, num_seeds=len(seeds))
+def _params_after(seeds, steps, data, recipe, spec=SMALL, devices=None, evaluate=False):
+    runner = train.make_runner(spec, recipe, data, num_seeds=len(seeds), devices=devices)
     init_key, loop_key = train._split(train._keys(seeds), 2)
     state, dev = runner.init(init_key), train.device_data(data, runner)
     key = train._fold(loop_key, 1)
@@ -61,7 +61,24 @@ def _params_after(seeds, steps, data, recipe):
     for j in range(steps):
         state = runner.step(state, dev["x_train"], dev["y_train"], dev["mean"], dev["std"],
                             perm, np.int32(j), key)  # fmt: skip
-    return jax.tree.map(np.asarray, state["params"])
+    params = jax.tree.map(np.asarray, state["params"])
+    return (params, train.evaluate(runner, state["params"], dev)) if evaluate else params
+
+
+def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
+    """Half a batch per device, gradients averaged: the same parameters and test sums."""
+    assert len(jax.devices()) == 2  # conftest asks for two CPU devices
+    spec = SMALL.replace(dropout=0.0)  # each device's share draws its own dropout mask
+    one, ev1 = _params_after([4], 3, fmnist, QUICK, spec, devices=1, evaluate=True)
+    two, ev2 = _params_after([4], 3, fmnist, QUICK, spec, devices=2, evaluate=True)
+    start = _params_after([4], 0, fmnist, QUICK, spec, devices=1)
+    jax.tree.map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5), one, two)
+    assert not np.allclose(start["conv1"]["kernel"], two["conv1"]["kernel"])  # it trained
+    np.testing.assert_allclose(np.concatenate(ev1), np.concatenate(ev2), rtol=1e-4)
+    with pytest.raises(ValueError, match=r"devices: 2 does not divide the batch sizes \(63,"):
+        train.make_runner(spec, QUICK.model_copy(update={"batch_size": 63}), fmnist, devices=2)
+    with pytest.raises(ValueError, match="devices: expected 1 to 2, got 3"):
+        train.make_runner(spec, QUICK, fmnist, devices=3)
 
 
 def test_vmapped_steps_match_separate_runs(fmnist):
@@ -116,7 +133,7 @@ def test_injected_error_raises(fmnist):
 
 
 def test_record_has_measured_costs_and_int8(fmnist):
-    recipe = QUICK.model_copy(update={"epochs": 1})
+    recipe = QUICK.model_copy(update={"epochs": 2})  # one epoch is still near chance
     [rec] = train.train_and_evaluate(SMALL, recipe, fmnist, [0])
     # int8 weights plus float32 biases and per-channel scales: a quarter and a bit
     assert 0.25 < rec["bytes_int8"] / rec["bytes_f32"] < 0.32
