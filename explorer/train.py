@@ -1,8 +1,9 @@
 """Training: optimiser from the recipe, a pure train step, evaluation, one record.
 
-The data set sits on the device as uint8; each epoch is one compiled call that
-shuffles from the seed, cuts, normalises (and augments) batches on the device and
-runs the steps under `lax.scan`, so the host never feeds batches one by one. K
+The data set sits on the device as uint8; each epoch shuffles from the seed, and
+each compiled step cuts, normalises (and augments) its batch on the device, so the
+host never feeds batches (epochs are Python loops over the step: see the note at
+`make_runner`). On CPU every core is a device taking its share of each batch. K
 seeds of one architecture train together as one program by `jax.vmap` over the
 parameters, the optimiser state and the random keys (`train_and_evaluate(seeds=...)`).
 """
