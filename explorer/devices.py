@@ -30,11 +30,12 @@ def cores() -> int:
         return os.cpu_count() or 1
 
 
-def split_cpu(n: int | None = None) -> int:
+def split_cpu(n: int | None = None) -> None:
     """Ask JAX for n CPU devices (default: $EXPLORER_CPU_DEVICES, else one per core).
 
-    Returns the number of CPU devices JAX will have. Once JAX's backend has
-    started, the count can no longer change: the call then leaves it as it is.
+    Does not start JAX's backend (commands that never compute stay quick). Once
+    the backend has started, the count can no longer change: the call then
+    leaves it as it is.
     """
     source = "CPU devices"
     if n is None:
@@ -50,7 +51,6 @@ def split_cpu(n: int | None = None) -> int:
         jax.config.update("jax_num_cpu_devices", n)
     except RuntimeError:  # backend already started: keep what it has
         pass
-    return cpu_count()
 
 
 def cpu_count() -> int:

@@ -149,12 +149,7 @@ def make_runner(
     has (one per core after `devices.split_cpu`) that the batch sizes divide
     into, and one device on an accelerator.
     """
-    impl = "auto"
-    if num_seeds > 1 and jax.default_backend() == "cpu" and not os.environ.get(models.CONV_ENV):
-        # vmapped over seeds, XLA:CPU's k x k convolutions become grouped ones:
-        # 293 images/s for K=8 against 641 as batched matrix products (README).
-        impl = "matmul"
-    model = models.build(spec, impl)
+    model = models.build(spec, vmapped=num_seeds > 1)
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
