@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import itertools
 import math
 import os
 import time
@@ -267,15 +268,30 @@ def make_runner(
 
 
 def _placing(fn: Callable, sharding: jax.sharding.Sharding) -> Callable:
-    """fn with its arguments placed first (a no-op for those already in place)."""
+    """fn with its arguments placed first, and at most IN_FLIGHT calls queued.
+
+    Arguments already in place are not copied. Every IN_FLIGHT-th call waits for
+    its result: XLA's CPU client runs each device's share of a multi-device
+    program on a small thread pool (as many threads as cores) and blocks a
+    thread there once 32 programs per device are queued, so a Python loop that
+    ran that far ahead could leave a device's share without a thread while the
+    other device waited for it in the gradient all-reduce (seen as an abort
+    after XLA's 40 s rendezvous timeout, in long epochs on a busy 2-core
+    machine). The wait costs one dispatch per IN_FLIGHT steps.
+    """
+    calls = itertools.count(1)
 
     @functools.wraps(fn)
     def call(*args):
-        return fn(*jax.device_put(args, sharding))
+        out = fn(*jax.device_put(args, sharding))
+        if next(calls) % IN_FLIGHT == 0:
+            jax.block_until_ready(out)
+        return out
 
     return call
 
 
+IN_FLIGHT = 8  # calls of a multi-device program queued at most (see _placing)
 ONCE = {"xla_backend_optimization_level": 0}  # compiler options for run-once functions
 AXIS = "batch"  # the mesh axis a batch is split along
 

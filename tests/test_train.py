@@ -81,6 +81,23 @@ def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
         train.make_runner(spec, QUICK, fmnist, devices=3)
 
 
+def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
+    # XLA's CPU client blocks one of its few threads once 32 programs per device
+    # are queued; with an all-reduce pending that deadlocked (train._placing).
+    # Every IN_FLIGHT-th call of a multi-device program returns a finished result.
+    recipe = QUICK.model_copy(update={"batch_size": 256})
+    runner = train.make_runner(SMALL, recipe, fmnist, devices=2)
+    state, dev = runner.init(jax.random.key(0)), train.device_data(fmnist, runner)
+    perm = runner.shuffle(jax.random.key(1))
+    args = dev["x_train"], dev["y_train"], dev["mean"], dev["std"], perm
+    ready = []
+    for j in range(2 * train.IN_FLIGHT):
+        state = runner.step(state, *args, np.int32(j % runner.steps_per_epoch), jax.random.key(2))
+        ready.append(state["sums"].is_ready())
+    assert ready[train.IN_FLIGHT - 1] and ready[2 * train.IN_FLIGHT - 1]
+    assert train.IN_FLIGHT < 32
+
+
 def test_vmapped_steps_match_separate_runs(fmnist):
     """Same init, batches, dropout masks and updates per seed, to float tolerance."""
     together = _params_after([3, 5], 3, fmnist, QUICK)
