@@ -312,9 +312,11 @@ def _fit(
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
+    from explorer import devices
     from explorer.sweep_rows import RowWriter
 
     env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # trials may share a GPU
+    env.update(devices.worker_env())  # malloc keeps freed pages (devices.keep_freed_memory)
     for key in ("EXPLORER_CACHE_DIR", "FASHION_MNIST_DIR", "JAX_PLATFORMS"):
         if key in os.environ:
             env[key] = os.environ[key]

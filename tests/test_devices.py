@@ -1,0 +1,67 @@
+"""Process-wide CPU settings: devices per core and malloc's handling of freed memory."""
+
+import json
+import os
+import subprocess
+import sys
+
+from explorer import devices
+
+# Free a touched 64 MB block, allocate and touch it again: kernel page faults.
+# XLA:CPU allocates and frees every buffer of every step the same way.
+FAULTS = """
+import ctypes, ctypes.util, json, resource
+from explorer import devices
+kept = devices.keep_freed_memory()
+libc = ctypes.CDLL(ctypes.util.find_library("c"))
+libc.malloc.restype, libc.malloc.argtypes = ctypes.c_void_p, [ctypes.c_size_t]
+libc.free.argtypes = [ctypes.c_void_p]
+n = 64 << 20
+def touched():
+    p = libc.malloc(n)
+    ctypes.memset(p, 1, n)
+    return p
+libc.free(touched())
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+libc.free(touched())
+after = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+print(json.dumps({"kept": kept, "faults": after - before, "pages": n // 4096}))
+"""
+
+
+def _faults(**env) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-c", FAULTS],
+        env={**os.environ, **env},
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    return json.loads(run.stdout.splitlines()[-1])
+
+
+def test_freed_memory_is_reused_instead_of_faulted_in_again():
+    default = _faults(EXPLORER_MALLOC="default")
+    kept = _faults()
+    # glibc's default: a block this large is its own mmap, unmapped by free, so
+    # every page of the next one is a fresh zero-filled page (a fault each).
+    assert not default["kept"] and default["faults"] >= default["pages"], default
+    assert kept["kept"] and kept["faults"] < kept["pages"] / 100, kept
+
+
+def test_worker_env_carries_the_malloc_settings(monkeypatch):
+    monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
+    monkeypatch.delenv(devices.MALLOC_ENV, raising=False)
+    env = devices.worker_env()
+    assert env == {
+        "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
+        "glibc.malloc.trim_threshold=2147483647"
+    }
+    monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
+    assert devices.worker_env()["GLIBC_TUNABLES"].startswith("glibc.malloc.tcache_count=0:")
+    monkeypatch.setenv(devices.MALLOC_ENV, "default")
+    assert devices.worker_env() == {devices.MALLOC_ENV: "default"}
+    # The tunables alone (no mallopt call in the process) keep freed memory too.
+    from_start = _faults(GLIBC_TUNABLES=env["GLIBC_TUNABLES"], EXPLORER_MALLOC="default")
+    assert not from_start["kept"] and from_start["faults"] < from_start["pages"] / 100
