@@ -70,24 +70,23 @@ def keep_freed_memory() -> bool:
     slab) with malloc and frees it after. glibc returns such blocks to the
     kernel (large ones are their own mmap; a thread's arena unmaps heaps that
     empty), so the next step touches fresh pages and the kernel zero-fills
-    each one on a page fault: in a 2-core train step about a fifth of the CPU
-    time was the kernel's (7.6 million faults in one vs_pytorch run). One
-    arena, no mmap'd blocks and no trimming make the process reuse its pages:
-    245 thousand faults, system time 16.5 s to 2.6 s, SqueezeNet 1.1 at
-    28x28x1 from 695 to 784 images/s (README, Performance). The price: the
-    process keeps its peak heap. Only where the C library is glibc, and only
-    before the backend starts its threads (each thread keeps the arena it got);
-    $EXPLORER_MALLOC=default leaves malloc alone.
+    each one on a page fault: a fifth of a 2-core train step's CPU time. One
+    arena, no mmap'd blocks and no trimming make the process reuse its pages
+    (vs_pytorch, SqueezeNet 1.1 at 28x28x1: 7.5 million faults to 0.25
+    million, JAX 632-706 to 866-958 images/s; README, Performance). The price:
+    the process keeps its peak heap. Only where the C library is glibc, and
+    best before the backend starts its threads (each thread keeps the arena it
+    got); $EXPLORER_MALLOC=default leaves malloc alone.
     """
     if os.environ.get(MALLOC_ENV, "") == "default":
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        mallopt, version = libc.mallopt, libc.gnu_get_libc_version
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+    except OSError:
         return False
-    del version
-    return all(mallopt(param, value) == 1 for param, _, value in _KEEP)
+    if not hasattr(libc, "gnu_get_libc_version"):  # not glibc (macOS, musl): leave it
+        return False
+    return all(libc.mallopt(param, value) == 1 for param, _, value in _KEEP)
 
 
 def worker_env() -> dict[str, str]:
