@@ -25,6 +25,25 @@ def test_separable_pool_equals_reduce_window_with_ceil_rounding(size):
     np.testing.assert_array_equal(got, reference_pool(x))
 
 
+@pytest.mark.parametrize("size", [28, 14, 7, 6, 3])
+def test_pool_gradient_is_reduce_windows(size):
+    # The hand-written backward against autodiff through reduce_window's
+    # select-and-scatter, in float64 (summation order aside, exact).
+    with jax.enable_x64(True):
+        x = jax.random.normal(jax.random.key(size), (2, size, size, 5), jnp.float64)
+        g = jax.random.normal(jax.random.key(1), reference_pool(x).shape, jnp.float64)
+        got = jax.grad(lambda x: jnp.sum(models.max_pool_ceil(x) * g))(x)
+        want = jax.grad(lambda x: jnp.sum(reference_pool(x) * g))(x)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+        assert np.count_nonzero(got) > 0
+        # A flat region (all inputs tie): each window's gradient goes whole to
+        # one input, the window's first, as with select-and-scatter.
+        flat = jnp.zeros_like(x)
+        got = jax.grad(lambda x: jnp.sum(models.max_pool_ceil(x) * g))(flat)
+        want = jax.grad(lambda x: jnp.sum(reference_pool(x) * g))(flat)
+        np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
+
+
 @pytest.mark.parametrize(
     "kernel, stride, pad, size", [(1, 1, 0, 9), (3, 1, 1, 9), (3, 2, 0, 17), (7, 2, 0, 23)]
 )
