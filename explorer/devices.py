@@ -78,7 +78,7 @@ def keep_freed_memory() -> bool:
     best before the backend starts its threads (each thread keeps the arena it
     got); $EXPLORER_MALLOC=default leaves malloc alone.
     """
-    if os.environ.get(MALLOC_ENV, "") == "default":
+    if _malloc_left_alone():
         return False
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
@@ -89,11 +89,15 @@ def keep_freed_memory() -> bool:
     return all(libc.mallopt(param, value) == 1 for param, _, value in _KEEP)
 
 
+def _malloc_left_alone() -> bool:
+    return os.environ.get(MALLOC_ENV, "") == "default"
+
+
 def worker_env() -> dict[str, str]:
     """Environment for worker processes (a sweep's trials): the same malloc
     settings from their start, as glibc tunables, since a worker has started
     threads (with arenas of their own) before a trial runs."""
-    if os.environ.get(MALLOC_ENV, "") == "default":
+    if _malloc_left_alone():
         return {MALLOC_ENV: "default"}
     keep = ":".join(f"glibc.malloc.{name}={value}" for _, name, value in _KEEP)
     prior = os.environ.get("GLIBC_TUNABLES")
