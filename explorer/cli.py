@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from explorer import devices
+
+devices.keep_freed_memory()  # before the imports below start threads (see its docstring)
+
 import argparse
 import json
 import sys
@@ -11,7 +15,7 @@ from pathlib import Path
 import yaml
 
 from explorer import architecture as arch
-from explorer import complexity, devices
+from explorer import complexity
 from explorer import space as spaces
 from explorer.data import DatasetError, info
 from explorer.results import ResultsError

@@ -65,3 +65,57 @@ def test_worker_env_carries_the_malloc_settings(monkeypatch):
     # The tunables alone (no mallopt call in the process) keep freed memory too.
     from_start = _faults(GLIBC_TUNABLES=env["GLIBC_TUNABLES"], EXPLORER_MALLOC="default")
     assert not from_start["kept"] and from_start["faults"] < from_start["pages"] / 100
+
+
+# A program on two devices whose output is 80 MB per device: each device's
+# share runs on a thread of XLA's pool, which mallocs the output there.
+BIG_OUTPUT = """
+import json, resource
+{first}
+from explorer import devices
+devices.split_cpu(2)
+import jax, numpy as np
+mesh = jax.make_mesh((2,), ("d",))
+rows = jax.sharding.NamedSharding(mesh, jax.sharding.PartitionSpec("d"))
+x = jax.device_put(np.ones((2, 20 << 20), np.float32), rows)
+f = jax.jit(lambda x: x * 2 + 1)
+faults = []
+for _ in range(20):
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    f(x).block_until_ready()
+    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+print(json.dumps({{"faults": faults, "pages": 2 * (80 << 20) // 4096}}))
+"""
+
+# A thread's first malloc before the settings: it gets an arena of its own,
+# which XLA's threads take over once it ends.
+EARLY_THREAD = """
+import threading
+t = threading.Thread(target=bytearray, args=(1 << 20,))
+t.start()
+t.join()
+"""
+
+
+def _big_output_faults(first: str) -> dict:
+    run = subprocess.run(
+        [sys.executable, "-c", BIG_OUTPUT.format(first=first)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+    )
+    out = json.loads(run.stdout.splitlines()[-1])
+    # the heap grows to its size over the first calls (up to a dozen, as XLA's
+    # two threads allocate and free in varying order): the median of the last ten
+    return {**out, "steady": sorted(out["faults"][10:])[5]}
+
+
+def test_the_cli_sets_malloc_up_before_its_imports_start_threads():
+    # Settings made after a thread's first malloc fail blocks over 64 MB: the
+    # arena that thread left behind mmaps them and unmaps them again on free.
+    late = _big_output_faults(EARLY_THREAD)
+    assert late["steady"] >= late["pages"] / 2, late
+    # The console script imports explorer.cli first: pandas, so pyarrow's thread.
+    cli = _big_output_faults("import explorer.cli")
+    assert cli["steady"] < cli["pages"] / 100, cli
