@@ -1,4 +1,4 @@
-"""How to fill a small CPU with small models: threads, processes or vmapped seeds.
+"""How to fill a small CPU with small models: threads, processes or seeds in one program.
 
     python benchmarks/fill_machine.py [--seconds 20] [--k 2,4,8]
 
@@ -11,7 +11,7 @@ step) when the machine runs:
            each), like sweep trials of one CPU each with CPU affinity;
   shared   one run per core at once, unpinned, one device each (what Ray
            does with one-CPU trials: it reserves CPUs but does not pin threads);
-  vmap K   one run training K seeds as one vmapped program, all cores.
+  vmap K   one run training K seeds as one program, all cores.
 
 Each configuration runs in fresh processes, one after another. Ends with one
 line of key=value figures.

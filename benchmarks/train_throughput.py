@@ -1,11 +1,12 @@
-"""Train-step throughput of the JAX trainer: images/s, compile time, K-seed vmap.
+"""Train-step throughput of the JAX trainer: images/s, compile time, K seeds at once.
 
     python benchmarks/train_throughput.py [--steps 30] [--repeats 5] [--k 8]
 
 SqueezeNet 1.1 (small-input stem) at batch 128, on 28x28x1 and 32x32x3
 images held on the device, with the trainer's own jitted, donated step. The
-speed-up of K vmapped seeds is their images/s over one seed's images/s, i.e.
-over K runs one after another. Ends with one line of key=value figures.
+speed-up of K seeds in one program (vmapped on accelerators, one after
+another on CPU) is their images/s over one seed's images/s, i.e. over K runs
+one after another. Ends with one line of key=value figures.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ def main() -> None:
     )
     speedup = ips_k / figures["img_s_28_28_1"]
     print(
-        f"K={k} vmapped seeds, 28x28x1: {ips_k:7.1f} images/s (all seeds), "
+        f"K={k} seeds in one program, 28x28x1: {ips_k:7.1f} images/s (all seeds), "
         f"compile {comp_k:.1f} s; {speedup:.2f}x {k} sequential runs"
     )
     figures.update(

@@ -431,7 +431,7 @@ def parser() -> argparse.ArgumentParser:
     add_selection(p)
     p.add_argument("--epochs", type=int, help="epochs (default: the recipe's)")
     p.add_argument(
-        "--seeds", type=int, default=1, help="train this many seeds together in one vmapped program"
+        "--seeds", type=int, default=1, help="train this many seeds together in one program"
     )
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--train-size", type=int, help="use the first N training images")

@@ -35,14 +35,16 @@ CONV_ENV = "EXPLORER_CONV"
 CONV_IMPLS = ("auto", "mixed", "matmul", "xla")
 
 
-def conv_impl(impl: str = "auto", vmapped: bool = False) -> str:
+def conv_impl(impl: str = "auto", many_seeds: bool = False) -> str:
     """The convolution lowering: "mixed", "matmul" (im2col + a matrix product) or "xla".
 
     "mixed" runs 1x1 convolutions as matrix products and k x k ones as XLA's
-    convolution. "auto" reads $EXPLORER_CONV, else picks mixed on CPU (matmul
-    for a program vmapped over seeds, where XLA:CPU's k x k convolutions become
-    grouped ones: 293 images/s for K=8 against 641) and XLA's own convolution
-    elsewhere (GPU/TPU libraries are fast at both passes).
+    convolution. "auto" reads $EXPLORER_CONV, else picks mixed on CPU and XLA's
+    own convolution elsewhere (GPU/TPU libraries are fast at both passes). A
+    program of many seeds on CPU (`train._per_seed`) takes matmul: vmapped,
+    XLA:CPU's k x k convolutions become grouped ones (K=8: 293 images/s against
+    641), and inside a loop over seeds XLA:CPU runs convolutions on a slow
+    path (K=2, in a loop: 103 images/s; the loop unrolled: 748).
     Measured on a 2-core CPU, one device per core (`explorer.devices`), SqueezeNet
     1.1 at 28x28x1: mixed 656-682 images/s, matmul 596 (README, Performance).
     """
@@ -54,7 +56,7 @@ def conv_impl(impl: str = "auto", vmapped: bool = False) -> str:
         if jax.default_backend() != "cpu":
             impl = "xla"
         else:
-            impl = "matmul" if vmapped else "mixed"
+            impl = "matmul" if many_seeds else "mixed"
     return impl
 
 
@@ -277,9 +279,9 @@ class SqueezeNet(nn.Module):
         return jnp.mean(x, axis=(1, 2))
 
 
-def build(p: Plan | ArchSpec, impl: str = "auto", vmapped: bool = False) -> SqueezeNet:
+def build(p: Plan | ArchSpec, impl: str = "auto", many_seeds: bool = False) -> SqueezeNet:
     """The Flax model of a plan (or of a spec, planned first); see conv_impl."""
-    return SqueezeNet(p if isinstance(p, Plan) else plan(p), conv_impl(impl, vmapped))
+    return SqueezeNet(p if isinstance(p, Plan) else plan(p), conv_impl(impl, many_seeds))
 
 
 def input_shape(spec: ArchSpec, batch: int = 1) -> tuple[int, int, int, int]:

@@ -68,9 +68,9 @@ class SearchConfig(Section):
     seed: int = 0  # sampling seed; training seeds are 0..seeds-1
     scheduler: Literal["none", "asha"] = "none"
     max_failures: int = Field(1, ge=0)  # retries of a trial whose worker died
-    # A point's seeds in one vmapped program (true), one trial each (false), or
-    # auto (null): vmapped when trials get a GPU. On CPU, where one run already
-    # keeps the cores busy, vmapping was slower than separate trials
+    # A point's seeds in one program (true), one trial each (false), or auto
+    # (null): one program when trials get a GPU. On CPU, where one run already
+    # keeps the cores busy, one program was slower than separate trials
     # (benchmarks/fill_machine.py: 0.90x against 1.12x for two one-CPU trials).
     vmap_seeds: bool | None = None
 

@@ -74,7 +74,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "compile_s": ("float64", "jit compile time of the train and eval steps, s"),
     "images_per_s": ("float64", "training throughput, images/s (all seeds together)"),
     "wall_s": ("float64", "wall time of the trial, s"),
-    "seeds_in_program": ("Int64", "seeds trained together in one vmapped program"),
+    "seeds_in_program": ("Int64", "seeds trained together in one program"),
     # provenance
     "host": ("string", "machine that ran the trial"),
     "device": ("string", "JAX device, e.g. cpu or the GPU's name"),

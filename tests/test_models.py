@@ -91,9 +91,9 @@ def test_both_lowerings_build_the_same_model(spec):
 def test_cpu_lowering_defaults_and_the_override(monkeypatch):
     monkeypatch.delenv(models.CONV_ENV, raising=False)
     assert models.conv_impl() == "mixed"  # the tests run on the CPU
-    assert models.conv_impl(vmapped=True) == "matmul"
+    assert models.conv_impl(many_seeds=True) == "matmul"
     monkeypatch.setenv(models.CONV_ENV, "xla")
-    assert models.conv_impl(vmapped=True) == "xla"
+    assert models.conv_impl(many_seeds=True) == "xla"
 
 
 def test_unknown_conv_lowering_is_a_clear_error(monkeypatch):
