@@ -6,12 +6,14 @@ SqueezeNet 1.1 (small-input stem) at batch 128, on 28x28x1 and 32x32x3
 images held on the device, with the trainer's own jitted, donated step. The
 speed-up of K seeds in one program (vmapped on accelerators, one after
 another on CPU) is their images/s over one seed's images/s, i.e. over K runs
-one after another. Ends with one line of key=value figures.
+one after another; on CPU the K seeds are also timed vmapped
+($EXPLORER_SEEDS=vmap). Ends with one line of key=value figures.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -75,17 +77,22 @@ def main() -> None:
             f"squeezenet1_1 {shape} batch {args.batch}: {ips:7.1f} images/s, compile {comp:.1f} s"
         )
     k = args.k
-    ips_k, comp_k = images_per_s(
-        "squeezenet1_1", "28x28x1", recipe, k, args.steps // 2 or 1, args.repeats
-    )
-    speedup = ips_k / figures["img_s_28_28_1"]
-    print(
-        f"K={k} seeds in one program, 28x28x1: {ips_k:7.1f} images/s (all seeds), "
-        f"compile {comp_k:.1f} s; {speedup:.2f}x {k} sequential runs"
-    )
-    figures.update(
-        {f"img_s_k{k}_28_28_1": ips_k, f"speedup_k{k}": speedup, f"compile_s_k{k}": comp_k}
-    )
+    default = "vmap" if train.seeds_vmapped() else "loop"
+    for how in (default, *(["vmap"] if default == "loop" else [])):  # on CPU both ways
+        os.environ[train.SEEDS_ENV] = how
+        ips_k, comp_k = images_per_s(
+            "squeezenet1_1", "28x28x1", recipe, k, args.steps // 2 or 1, args.repeats
+        )
+        speedup = ips_k / figures["img_s_28_28_1"]
+        print(
+            f"K={k} seeds in one program ({how}{', the default' if how == default else ''}), "
+            f"28x28x1: {ips_k:7.1f} images/s (all seeds), compile {comp_k:.1f} s; "
+            f"{speedup:.2f}x {k} sequential runs"
+        )
+        tag = f"k{k}" if how == default else f"k{k}_{how}"
+        figures.update(
+            {f"img_s_{tag}_28_28_1": ips_k, f"speedup_{tag}": speedup, f"compile_s_{tag}": comp_k}
+        )
     print(" ".join(f"{key}={val:.2f}" for key, val in figures.items()))
 
 

@@ -33,7 +33,7 @@ USER_ERRORS = (
     DatasetError,
     ResultsError,
     SweepError,
-    devices.DeviceError,
+    devices.SettingError,
 )
 
 

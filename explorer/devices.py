@@ -19,8 +19,12 @@ DEVICES_ENV = "EXPLORER_CPU_DEVICES"
 MALLOC_ENV = "EXPLORER_MALLOC"  # "default" keeps the C library's malloc settings
 
 
-class DeviceError(ValueError):
-    """A device count that cannot be used; printed as one line by the CLI."""
+class SettingError(ValueError):
+    """A setting ($EXPLORER_* and the like) that cannot be used; printed as one line by the CLI."""
+
+
+class DeviceError(SettingError):
+    """A device count that cannot be used."""
 
 
 def cores() -> int:
@@ -79,13 +83,12 @@ def keep_freed_memory() -> bool:
 
     Call it before anything starts a thread that mallocs (importing pandas
     starts pyarrow's jemalloc thread), as the CLI does before its other
-    imports. A thread keeps the
-    arena of its first malloc, and threads started later share the arenas
-    already there: in an arena other than the main one, glibc serves every
-    block over 64 MB (XLA's 72 MB temp buffer of a train step) as its own mmap
-    whatever the settings, unmapped again by free (`explorer train`, before
-    that order was kept: 17,600 faults per step, 4.0 million in a 2-epoch run
-    on 12,800 images; 0.25 million after).
+    imports. A thread keeps the arena of its first malloc, and threads started
+    later share the arenas already there: in an arena other than the main
+    one, glibc serves every block over 64 MB (XLA's 72 MB temp buffer of a
+    train step) as its own mmap whatever the settings, unmapped again by free
+    (`explorer train` before it kept that order: about 17,600 faults per step,
+    4.0 million in a 2-epoch run on 12,800 images; 0.25 million after).
     """
     if _malloc_left_alone():
         return False

@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 
 from explorer.architecture import ArchSpec, FireSpec, Plan, plan, pool_out
+from explorer.devices import SettingError
 
 # Hidden convolutions: He (Kaiming) uniform, as torchvision's SqueezeNet
 # (kaiming_uniform_, gain sqrt(2)). Flax's default (LeCun, gain 1) halves the
@@ -51,7 +52,7 @@ def conv_impl(impl: str = "auto", many_seeds: bool = False) -> str:
     if impl == "auto":
         impl = os.environ.get(CONV_ENV, "auto") or "auto"
     if impl not in CONV_IMPLS:
-        raise ValueError(f"${CONV_ENV}: expected one of {', '.join(CONV_IMPLS)}, got {impl!r}")
+        raise SettingError(f"${CONV_ENV}: expected one of {', '.join(CONV_IMPLS)}, got {impl!r}")
     if impl == "auto":
         if jax.default_backend() != "cpu":
             impl = "xla"

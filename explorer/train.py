@@ -27,9 +27,11 @@ import optax
 from explorer import architecture as arch
 from explorer import complexity, measure, models
 from explorer.data import Dataset
+from explorer.devices import SettingError
 from explorer.recipe import Recipe
 
 CACHE_ENV = "EXPLORER_CACHE_DIR"
+SEEDS_ENV = "EXPLORER_SEEDS"  # how a program of several seeds runs them: auto, vmap or loop
 
 
 def compilation_cache(folder: str | os.PathLike | None = None) -> str | None:
@@ -152,7 +154,7 @@ def make_runner(
     into, and one device on an accelerator.
     """
     model = models.build(spec, many_seeds=num_seeds > 1)
-    batched = jax.default_backend() != "cpu"  # seeds vmapped, or one after another: _per_seed
+    batched = seeds_vmapped() if num_seeds > 1 else False
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
@@ -267,6 +269,18 @@ def make_runner(
             _placing(f, sharding) for f in (init_c, step_c, shuffle_c, eval_c)
         )
     return Runner(init_c, step_c, shuffle_c, eval_c, steps, eval_b, n_eval, compile_s, sharding)
+
+
+def seeds_vmapped() -> bool:
+    """Whether a program of several seeds vmaps them (see _per_seed).
+
+    $EXPLORER_SEEDS: "vmap", "loop" (one after another), or "auto" (the
+    default): vmap on accelerators, loop on CPU.
+    """
+    how = os.environ.get(SEEDS_ENV, "") or "auto"
+    if how not in ("auto", "vmap", "loop"):
+        raise SettingError(f"${SEEDS_ENV}: expected auto, vmap or loop, got {how!r}")
+    return how == "vmap" or (how == "auto" and jax.default_backend() != "cpu")
 
 
 def _per_seed(fn: Callable, in_axes: tuple, batched: bool) -> Callable:

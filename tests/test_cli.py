@@ -54,3 +54,19 @@ def test_inspect_xla_flops_column(capsys):
 def test_bad_command_line_input_exits_2(capsys, argv, expected):
     assert cli.main(["inspect", *argv]) == 2
     assert expected in capsys.readouterr().err
+
+
+@pytest.mark.parametrize(
+    "env, value, expected",
+    [
+        ("EXPLORER_SEEDS", "pmap", "$EXPLORER_SEEDS: expected auto, vmap or loop, got 'pmap'"),
+        ("EXPLORER_CONV", "winograd", "$EXPLORER_CONV: expected one of auto, mixed"),
+    ],
+)
+def test_a_bad_setting_is_one_line_and_exit_2(capsys, monkeypatch, env, value, expected):
+    monkeypatch.setenv(env, value)
+    argv = ["train", "--model", "squeezenet1_1", "--dataset", "fashion_mnist", "--seeds", "2",
+            "--epochs", "1", "--train-size", "256", "--test-size", "64"]  # fmt: skip
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"explorer: error: {expected}" in err and "Traceback" not in err

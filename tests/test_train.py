@@ -98,8 +98,10 @@ def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     assert train.IN_FLIGHT < 32
 
 
-def test_vmapped_steps_match_separate_runs(fmnist):
+@pytest.mark.parametrize("how", ["loop", "vmap"])  # the CPU's way, and accelerators'
+def test_seeds_in_one_program_match_separate_runs(fmnist, monkeypatch, how):
     """Same init, batches, dropout masks and updates per seed, to float tolerance."""
+    monkeypatch.setenv(train.SEEDS_ENV, how)
     together = _params_after([3, 5], 3, fmnist, QUICK)
     for i, seed in enumerate((3, 5)):
         alone = _params_after([seed], 3, fmnist, QUICK)
@@ -112,7 +114,17 @@ def test_vmapped_steps_match_separate_runs(fmnist):
     assert not np.allclose(first[0], first[1])  # really two seeds
 
 
-def test_vmapped_seeds_equal_separate_runs(fmnist):
+def test_seeds_run_one_after_another_on_cpu_unless_told(monkeypatch):
+    monkeypatch.delenv(train.SEEDS_ENV, raising=False)
+    assert not train.seeds_vmapped()  # the tests run on the CPU
+    monkeypatch.setenv(train.SEEDS_ENV, "vmap")
+    assert train.seeds_vmapped()
+    monkeypatch.setenv(train.SEEDS_ENV, "pmap")
+    with pytest.raises(ValueError, match="EXPLORER_SEEDS: expected auto, vmap or loop, got 'pmap'"):
+        train.seeds_vmapped()
+
+
+def test_seeds_in_one_program_equal_separate_runs(fmnist):
     # A gentle recipe (16 steps at lr 1e-3): float drift between the two programs
     # grows with every step of chaotic training; here it stays at float level.
     recipe = QUICK.model_copy(update={"epochs": 1, "batch_size": 256, "learning_rate": 1e-3})
