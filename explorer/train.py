@@ -290,8 +290,8 @@ def _per_seed(fn: Callable, in_axes: tuple, batched: bool) -> Callable:
     small model leaves most of the device idle). Otherwise one seed after
     another within the program (`lax.map`): on CPU one seed's step already
     keeps every core busy, and batching seeds only made each operation slower
-    (SqueezeNet 1.1 at 28x28x1, K=8, 2-core CPU, alternating in one process:
-    one seed 1,003 images/s, 8 vmapped 562, 8 one after another 871; README).
+    (benchmarks/train_throughput.py, SqueezeNet 1.1 at 28x28x1, 2-core CPU:
+    one seed 1,002 images/s; K=8 vmapped 520, one after another 868; README).
     """
     if batched:
         return jax.vmap(fn, in_axes=in_axes)
