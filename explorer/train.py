@@ -23,6 +23,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+from jax.experimental.compilation_cache import compilation_cache as persistent_cache
 
 from explorer import architecture as arch
 from explorer import complexity, measure, models
@@ -39,19 +40,24 @@ def compilation_cache(folder: str | os.PathLike | None = None) -> str | None:
 
     Folder: the argument, else $EXPLORER_CACHE_DIR, else ~/.cache/squeeze-explorer/jax.
     An empty string turns the cache off. A repeated architecture then loads its
-    compiled program from disk instead of compiling again (in any process).
+    compiled program from disk instead of compiling again (in any process). A
+    new folder takes effect at once, also in a process that compiled with
+    another (JAX opens its cache at the first compile and keeps it otherwise).
     """
     if folder is None:
         folder = os.environ.get(CACHE_ENV)
     if folder is None:
         folder = os.path.join(os.path.expanduser("~"), ".cache", "squeeze-explorer", "jax")
     if not folder:
+        jax.config.update("jax_compilation_cache_dir", None)
+        persistent_cache.reset_cache()
         return None
     folder = os.path.abspath(os.fspath(folder))
     os.makedirs(folder, exist_ok=True)
     jax.config.update("jax_compilation_cache_dir", folder)
     jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
     jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    persistent_cache.reset_cache()
     return folder
 
 
