@@ -48,17 +48,14 @@ def compilation_cache(folder: str | os.PathLike | None = None) -> str | None:
         folder = os.environ.get(CACHE_ENV)
     if folder is None:
         folder = os.path.join(os.path.expanduser("~"), ".cache", "squeeze-explorer", "jax")
-    if not folder:
-        jax.config.update("jax_compilation_cache_dir", None)
-        persistent_cache.reset_cache()
-        return None
-    folder = os.path.abspath(os.fspath(folder))
-    os.makedirs(folder, exist_ok=True)
-    jax.config.update("jax_compilation_cache_dir", folder)
-    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-    jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    if folder:
+        folder = os.path.abspath(os.fspath(folder))
+        os.makedirs(folder, exist_ok=True)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_dir", folder or None)
     persistent_cache.reset_cache()
-    return folder
+    return folder or None
 
 
 class TrainingFailed(Exception):
@@ -160,7 +157,7 @@ def make_runner(
     into, and one device on an accelerator.
     """
     model = models.build(spec, many_seeds=num_seeds > 1)
-    batched = seeds_vmapped() if num_seeds > 1 else False
+    batched = num_seeds > 1 and seeds_vmapped()
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
