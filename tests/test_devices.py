@@ -29,16 +29,21 @@ print(json.dumps({"kept": kept, "faults": after - before, "pages": n // 4096}))
 """
 
 
-def _faults(**env) -> dict:
+def _run(code: str, **env) -> dict:
+    """Run code in a fresh Python process; the JSON it printed last."""
     run = subprocess.run(
-        [sys.executable, "-c", FAULTS],
+        [sys.executable, "-c", code],
         env={**os.environ, **env},
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=300,
         check=True,
     )
     return json.loads(run.stdout.splitlines()[-1])
+
+
+def _faults(**env) -> dict:
+    return _run(FAULTS, **env)
 
 
 def test_freed_memory_is_reused_instead_of_faulted_in_again():
@@ -98,14 +103,7 @@ t.join()
 
 
 def _big_output_faults(first: str) -> dict:
-    run = subprocess.run(
-        [sys.executable, "-c", BIG_OUTPUT.format(first=first)],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=True,
-    )
-    out = json.loads(run.stdout.splitlines()[-1])
+    out = _run(BIG_OUTPUT.format(first=first))
     # the heap grows to its size over the first calls (up to a dozen, as XLA's
     # two threads allocate and free in varying order): the median of the last ten
     return {**out, "steady": sorted(out["faults"][10:])[5]}
