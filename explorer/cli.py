@@ -56,7 +56,7 @@ def parse_sets(pairs: list[str]) -> dict:
             value = yaml.safe_load(raw)
         except yaml.YAMLError:
             value = raw
-        out[key] = spaces._value(key, value, "--set", key)
+        out[key] = spaces.check_value(key, value, "--set", key)
     return out
 
 
@@ -67,7 +67,7 @@ def selected_points(args) -> tuple[str, list[spaces.Point], spaces.Space | None]
         space = spaces.load(args.space)
         pts = spaces.points(space)
         if sets:
-            pts = [spaces._make_point(space, p.index, {**p.values, **sets}) for p in pts]
+            pts = [spaces.make_point(space, p.index, {**p.values, **sets}) for p in pts]
         if getattr(args, "point", None) is not None:
             if not 0 <= args.point < len(pts):
                 raise UsageError(f"--point {args.point}: the space has points 0..{len(pts) - 1}")

@@ -257,11 +257,11 @@ def _domain(key: str, raw, path) -> Domain:
         if kind == "values":
             if not isinstance(arg, list) or not arg:
                 raise SpaceError(path, f"{where}.values", "expected a non-empty list")
-            vals = tuple(_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg))
+            vals = tuple(check_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg))
             return Domain("values", vals)
         if not (isinstance(arg, list) and len(arg) == 2):
             raise SpaceError(path, f"{where}.{kind}", "expected [low, high]")
-        lo, hi = (_value(key, v, path, f"{where}.{kind}") for v in arg)
+        lo, hi = (check_value(key, v, path, f"{where}.{kind}") for v in arg)
         if kind == "int" and not all(isinstance(v, int) for v in (lo, hi)):
             raise SpaceError(path, f"{where}.int", "expected integer bounds")
         if isinstance(lo, bool) or not isinstance(lo, int | float) or not lo < hi:
@@ -271,11 +271,11 @@ def _domain(key: str, raw, path) -> Domain:
         if kind == "loguniform" and lo <= 0:
             raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {lo}")
         return Domain(kind, (), lo, hi)
-    return Domain("fixed", (_value(key, raw, path, where),))
+    return Domain("fixed", (check_value(key, raw, path, where),))
 
 
-def _value(key: str, raw, path, where: str):
-    """Check one value against the metaparameter's type."""
+def check_value(key: str, raw, path, where: str):
+    """One value of a space key, checked against the metaparameter's type."""
     if key in RECIPE_KEYS:
         try:
             Recipe(**{key: raw, **({"epochs": 10**6} if key == "warmup_epochs" else {})})
@@ -311,7 +311,8 @@ def _kind(x) -> str:
 
 
 # ---------------------------------------------------------------- points
-def _make_point(space: Space, index: int, values: dict) -> Point:
+def make_point(space: Space, index: int, values: dict) -> Point:
+    """The point of a space with these values for its keys (others keep the base's)."""
     arch_changes = {k: v for k, v in values.items() if k in ARCH_TYPES}
     recipe_changes = {k: v for k, v in values.items() if k in RECIPE_KEYS}
     spec = space.base_spec
@@ -338,7 +339,7 @@ def grid(space: Space) -> list[Point]:
             )
     keys = list(space.domains)
     combos = itertools.product(*(space.domains[k].values for k in keys))
-    return [_make_point(space, i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
+    return [make_point(space, i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
 
 
 def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[Point]:
@@ -346,7 +347,7 @@ def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[
     n = space.search.num_samples if n is None else n
     rng = np.random.default_rng(space.search.seed if seed is None else seed)
     return [
-        _make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()})
+        make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()})
         for i in range(n)
     ]
 
@@ -375,3 +376,18 @@ def _check_points(space: Space) -> None:
             Recipe(**p.recipe.model_dump())
         except pydantic.ValidationError as e:
             raise _pydantic_error(e, space.path, "train") from None
+
+
+def point_from_config(space: Space, config: dict) -> tuple[Point, list[int]]:
+    """A trial's point and seeds from its Tune config.
+
+    The driver enumerates grid and random points (`{"index", "values", "seeds"}`);
+    a searcher proposes the space's keys directly, and its point is numbered
+    later (index -1), with every seed.
+    """
+    config = config.get("cfg", config)
+    if "index" in config:
+        point = make_point(space, config["index"], config["values"])
+        return point, list(config.get("seeds", range(space.search.seeds)))
+    values = {k: config[k] for k in space.domains}
+    return make_point(space, -1, values), list(range(space.search.seeds))

@@ -114,13 +114,7 @@ def trainable(config: dict, space: spaces.Space) -> None:
     # reused one keeps the count it started with, the same for every trial).
     devices.split_cpu(max(1, int(space.resources.cpus_per_trial)))
     ctx = tune.get_context()
-    config = config.get("cfg", config)
-    if "index" in config:  # grid / random: the driver chose the point
-        index, values = config["index"], config["values"]
-    else:  # tpe: Optuna chose the values; RowWriter numbers the point
-        index, values = -1, {k: config[k] for k in space.domains}
-    seeds = config.get("seeds", list(range(space.search.seeds)))
-    point = spaces._make_point(space, index, values)
+    point, seeds = spaces.point_from_config(space, config)  # a searcher's: RowWriter numbers it
     rows = [base_row(space, point, s) for s in seeds]
 
     why = space.constraints.violations(complexity.summary(arch.plan(point.arch)))

@@ -77,14 +77,7 @@ class RowWriter(tune.Callback):
         last = (trial.last_result or {}).get("rows")
         if last:  # it got some epochs done before dying
             return [{**r, "status": status, "error": error} for r in last]
-        cfg = trial.config.get("cfg", trial.config)
-        if "index" in cfg:
-            point = spaces._make_point(self.space, cfg["index"], cfg["values"])
-            seeds = cfg["seeds"]
-        else:
-            values = {k: cfg[k] for k in self.space.domains}
-            point = spaces._make_point(self.space, -1, values)
-            seeds = list(range(self.space.search.seeds))
+        point, seeds = spaces.point_from_config(self.space, trial.config)
         return [
             {**base_row(self.space, point, s), "status": status, "error": error, "epochs_done": 0}
             for s in seeds
