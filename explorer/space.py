@@ -257,7 +257,9 @@ def _domain(key: str, raw, path) -> Domain:
         if kind == "values":
             if not isinstance(arg, list) or not arg:
                 raise SpaceError(path, f"{where}.values", "expected a non-empty list")
-            vals = tuple(check_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg))
+            vals = tuple(
+                check_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg)
+            )
             return Domain("values", vals)
         if not (isinstance(arg, list) and len(arg) == 2):
             raise SpaceError(path, f"{where}.{kind}", "expected [low, high]")
@@ -347,8 +349,7 @@ def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[
     n = space.search.num_samples if n is None else n
     rng = np.random.default_rng(space.search.seed if seed is None else seed)
     return [
-        make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()})
-        for i in range(n)
+        make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()}) for i in range(n)
     ]
 
 
