@@ -43,7 +43,7 @@ experiments: install data
 	$(BIN)/python experiments/squeezenet_dse/summarize.py > experiments/squeezenet_dse/tables.md
 
 lint: install
-	$(BIN)/ruff check explorer analysis tests benchmarks
+	$(BIN)/ruff check explorer tests benchmarks experiments
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -10,12 +10,14 @@ import time
 import numpy as np
 
 from explorer import architecture as arch
-from explorer import devices
+from explorer import devices, execution, settings, train
 from explorer.data import DataInfo, Dataset
 
-# As the CLI does: one XLA CPU device per core (or $EXPLORER_CPU_DEVICES), set
-# before JAX starts, so the benchmarks time the step that training runs.
-devices.split_cpu()
+# An entry point, as the CLI: the settings read once, and one XLA CPU device per
+# core (or $EXPLORER_CPU_DEVICES) before JAX starts, so the benchmarks time the
+# step that training runs.
+SETTINGS = settings.from_env()
+devices.split_cpu(SETTINGS.cpu_devices)
 
 SHAPES = {"28x28x1": (28, 1), "32x32x3": (32, 3)}
 
@@ -35,6 +37,26 @@ def synthetic(shape: str, n_train: int = 128 * 16, n_test: int = 256) -> Dataset
     mean = x.reshape(-1, c).mean(0).astype(np.float32)
     std = x.reshape(-1, c).std(0).astype(np.float32)
     return Dataset(info, x[:n_train], y[:n_train], x[n_train:], y[n_train:], mean, std)
+
+
+class Stepper:
+    """The trainer's compiled step on device-resident data, K seeds, ready to time."""
+
+    def __init__(self, sp: arch.ArchSpec, recipe, data: Dataset, k: int = 1, how=SETTINGS):
+        self.runner = train.make_runner(sp, recipe, data, num_seeds=k, settings=how)
+        init_key, self.key = execution.split_keys(execution.seed_keys(range(k)), 2)
+        self.state = self.runner.init(init_key)
+        self.dev = train.device_data(data, self.runner)
+        self.perm = self.runner.shuffle(self.key)
+        self.done = 0
+
+    def run(self, n: int) -> None:
+        """n more steps, waiting for the last."""
+        self.state = train.run_steps(
+            self.runner, self.state, self.dev, self.perm, self.key, self.done, n
+        )
+        self.done += n
+        self.state["sums"].block_until_ready()
 
 
 def timed(fn, repeats: int) -> list[float]:

@@ -35,31 +35,18 @@ def worker(k: int, seconds: float, cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})  # before JAX sizes its thread pool
     sys.path.insert(0, str(HERE))
-    import jax
-    import numpy as np
-    from _common import spec, synthetic
+    from _common import Stepper, spec, synthetic
 
-    from explorer import train
     from explorer.recipe import Recipe
 
     recipe = Recipe(batch_size=128, optimizer="sgd", learning_rate=0.01)
     data = synthetic("28x28x1")
-    runner = train.make_runner(spec("squeezenet1_1", "28x28x1"), recipe, data, num_seeds=k)
-    init_key, loop_key = train._split(train._keys(list(range(k))), 2)
-    state = runner.init(init_key)
-    dev = train.device_data(data, runner)
-    perm = runner.shuffle(loop_key)
-    args = (dev["x_train"], dev["y_train"], dev["mean"], dev["std"], perm)
-    n = runner.steps_per_epoch
-    state = runner.step(state, *args, np.int32(0), loop_key)
-    jax.block_until_ready(state)  # compiled and warm
+    stepper = Stepper(spec("squeezenet1_1", "28x28x1"), recipe, data, k)
+    stepper.run(1)  # compiled and warm
     steps, t0 = 0, time.perf_counter()
     while time.perf_counter() - t0 < seconds:
-        state = runner.step(state, *args, np.int32(steps % n), loop_key)
-        steps += 1
-        if steps % 4 == 0:
-            jax.block_until_ready(state)
-    jax.block_until_ready(state)
+        stepper.run(4)
+        steps += 4
     elapsed = time.perf_counter() - t0
     print(json.dumps({"images_per_s": steps * 128 * k / elapsed}))
 

@@ -13,15 +13,13 @@ Ends with one line of key=value figures.
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 from pathlib import Path
 
-os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")  # loopback only
-os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+from explorer import settings  # noqa: E402
+
+settings.local_ray_env()  # loopback only, before Ray is imported
 
 SPACE = """
 name: overhead
@@ -64,8 +62,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--trials", type=int, default=20)
     args = ap.parse_args()
-    from analysis import program_share, trial_seconds
     from explorer import sweep
+    from explorer.analysis import program_share, trial_seconds
 
     with tempfile.TemporaryDirectory() as tmp:
         wall = tune_overhead(args.trials, tmp)

@@ -13,48 +13,23 @@ one after another; on CPU the K seeds are also timed vmapped
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine, median, spec, synthetic, timed  # noqa: E402
+from _common import SETTINGS, Stepper, machine, median, spec, synthetic, timed  # noqa: E402
 
-from explorer import train  # noqa: E402
+from explorer import execution, train  # noqa: E402
 from explorer.recipe import Recipe  # noqa: E402
 
 
-def images_per_s(model, shape, recipe, k, steps, repeats) -> tuple[float, float]:
-    data = synthetic(shape)
-    runner = train.make_runner(spec(model, shape), recipe, data, num_seeds=k)
-    seeds = list(range(k))
-    init_key, loop_key = train._split(train._keys(seeds), 2)
-    state = runner.init(init_key)
-    dev = train.device_data(data, runner)
-    perm = runner.shuffle(loop_key)
-    n = runner.steps_per_epoch
-
-    def run():
-        nonlocal state
-        for j in range(steps):
-            state = runner.step(
-                state,
-                dev["x_train"],
-                dev["y_train"],
-                dev["mean"],
-                dev["std"],
-                perm,
-                np.int32(j % n),
-                loop_key,
-            )
-        jax.block_until_ready(state)
-
-    run()  # warm-up
-    t = median(timed(run, repeats))
-    return steps * recipe.batch_size * k / t, runner.compile_s
+def images_per_s(model, shape, recipe, k, steps, repeats, how=SETTINGS) -> tuple[float, float]:
+    stepper = Stepper(spec(model, shape), recipe, synthetic(shape), k, how)
+    stepper.run(steps)  # warm-up
+    t = median(timed(lambda: stepper.run(steps), repeats))
+    return steps * recipe.batch_size * k / t, stepper.runner.compile_s
 
 
 def main() -> None:
@@ -64,7 +39,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    train.compilation_cache("")  # cold compile times
+    train.compilation_cache(None)  # cold compile times
     recipe = Recipe(batch_size=args.batch, optimizer="sgd", learning_rate=0.01)
     print(f"device: {jax.devices()[0].device_kind} ({machine()}), jax {jax.__version__}")
     figures = {}
@@ -77,11 +52,16 @@ def main() -> None:
             f"squeezenet1_1 {shape} batch {args.batch}: {ips:7.1f} images/s, compile {comp:.1f} s"
         )
     k = args.k
-    default = "vmap" if train.seeds_vmapped() else "loop"
+    default = "vmap" if execution.seeds_vmapped(SETTINGS) else "loop"
     for how in (default, *(["vmap"] if default == "loop" else [])):  # on CPU both ways
-        os.environ[train.SEEDS_ENV] = how
         ips_k, comp_k = images_per_s(
-            "squeezenet1_1", "28x28x1", recipe, k, args.steps // 2 or 1, args.repeats
+            "squeezenet1_1",
+            "28x28x1",
+            recipe,
+            k,
+            args.steps // 2 or 1,
+            args.repeats,
+            SETTINGS.replace(seeds=how),
         )
         speedup = ips_k / figures["img_s_28_28_1"]
         print(

@@ -21,8 +21,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
-from _common import machine, median, spec, synthetic  # noqa: E402
+from _common import Stepper, machine, median, spec, synthetic  # noqa: E402
 
 from explorer import architecture as arch  # noqa: E402
 from explorer import complexity, train  # noqa: E402
@@ -90,26 +89,10 @@ def bench_pair(model: str, shape: str, rounds: int, steps: int, batch: int) -> d
         schedule="constant",
     )
     # JAX: the trainer's own compiled step, data on the device.
-    runner = train.make_runner(sp, recipe, data)
-    init_key, loop_key = train._split(train._keys([0]), 2)
-    state = runner.init(init_key)
-    dev = train.device_data(data, runner)
-    perm = runner.shuffle(loop_key)
+    stepper = Stepper(sp, recipe, data)
 
     def jax_steps():
-        nonlocal state
-        for j in range(steps):
-            state = runner.step(
-                state,
-                dev["x_train"],
-                dev["y_train"],
-                dev["mean"],
-                dev["std"],
-                perm,
-                np.int32(j),
-                loop_key,
-            )
-        jax.block_until_ready(state)
+        stepper.run(steps)
 
     # PyTorch: same plan, channels-last, same optimiser; uint8 batches normalised per step.
     net = torch_model(plan).to(memory_format=torch.channels_last)
@@ -149,7 +132,7 @@ def bench_pair(model: str, shape: str, rounds: int, steps: int, batch: int) -> d
         "ratio": jax_ips / torch_ips,
         "params": jax_params,
         "torch_params": torch_params,
-        "compile_s": runner.compile_s,
+        "compile_s": stepper.runner.compile_s,
     }
 
 
@@ -161,7 +144,7 @@ def main() -> None:
     ap.add_argument("--models", default="squeezenet1_1,squeezenet1_0")
     ap.add_argument("--shapes", default="28x28x1,32x32x3")
     args = ap.parse_args()
-    train.compilation_cache("")
+    train.compilation_cache(None)
     print(
         f"{machine()}; jax {jax.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads, channels-last); batch {args.batch}, SGD"

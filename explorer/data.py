@@ -11,14 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
-import os
 from pathlib import Path
 
 import numpy as np
 
-# Debian's dataset-fashion-mnist installs the IDX files here; an environment
-# variable points elsewhere (e.g. a copy of the original files).
-FASHION_MNIST_DIR = os.environ.get("FASHION_MNIST_DIR", "/usr/share/datasets/fashion-mnist")
+from explorer.settings import FASHION_MNIST_DIR
+
 IDX_FILES = {
     "train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
     "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"),
@@ -86,16 +84,18 @@ def load(
     train_size: int | None = None,
     test_size: int | None = None,
     download: bool = False,
+    fashion_mnist_dir: str = FASHION_MNIST_DIR,
 ) -> Dataset:
     """Load a data set into memory (optionally its first train_size/test_size).
 
-    Fashion-MNIST reads the local IDX files unless a data_dir is given. Other
+    Fashion-MNIST reads the local IDX files in fashion_mnist_dir (Debian's
+    dataset-fashion-mnist; `Settings.fashion_mnist_dir`) unless a data_dir is given. Other
     data sets go through tensorflow-datasets: prepared in data_dir, or, with
     download=True, downloaded and prepared there first (needs the internet).
     """
     meta = info(name, data_dir)
     if name == "fashion_mnist" and data_dir is None:
-        (xtr, ytr), (xte, yte) = (_read_idx(FASHION_MNIST_DIR, s) for s in ("train", "test"))
+        (xtr, ytr), (xte, yte) = (_read_idx(fashion_mnist_dir, s) for s in ("train", "test"))
     else:
         (xtr, ytr), (xte, yte) = (
             _read_tfds(name, s, data_dir, download) for s in ("train", "test")

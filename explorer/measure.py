@@ -10,13 +10,14 @@ import numpy as np
 
 from explorer import models
 from explorer.architecture import Plan
+from explorer.settings import Settings
 
 
 def xla_flops(plan: Plan) -> int:
     """FLOPs of one image's forward pass as XLA's cost analysis counts them."""
     # XLA's own convolutions: its count skips the zero-padding taps, as the
     # analytic count does; an im2col product would count them.
-    model = models.build(plan, impl="xla")
+    model = models.build(plan, "xla")
     x = jax.ShapeDtypeStruct(models.input_shape(plan.spec, 1), jnp.float32)
     variables = jax.eval_shape(model.init, jax.random.key(0), x)
     compiled = jax.jit(model.apply).lower(variables, x).compile()
@@ -45,9 +46,11 @@ def quantize_int8(params, batch_dims: int = 0):
     return jax.tree.map(quantize, params)
 
 
-def latency(plan: Plan, params, batches=(1, 128), repeats: int = 20) -> dict:
+def latency(
+    plan: Plan, params, batches=(1, 128), repeats: int = 20, settings: Settings | None = None
+) -> dict:
     """Median forward latency in ms at each batch size (after a warm-up call), on one device."""
-    model = models.build(plan)
+    model = models.build(plan, settings=settings)
     params = jax.device_put(params, jax.local_devices()[0])  # not copies on every core
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
     out = {}

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from explorer.search import METHODS, SCHEDULERS
 
 
 class Section(BaseModel):
@@ -62,11 +64,11 @@ class DatasetConfig(Section):
 class SearchConfig(Section):
     """How points are chosen and how many seeds each gets."""
 
-    method: Literal["grid", "random", "tpe"] = "grid"
+    method: str = "grid"  # an entry of explorer.search.METHODS
     seeds: int = Field(1, ge=1)
-    num_samples: int = Field(8, ge=1)  # random / tpe: points to draw
+    num_samples: int = Field(8, ge=1)  # sampled methods: points to draw
     seed: int = 0  # sampling seed; training seeds are 0..seeds-1
-    scheduler: Literal["none", "asha"] = "none"
+    scheduler: str = "none"  # an entry of explorer.search.SCHEDULERS
     max_failures: int = Field(1, ge=0)  # retries of a trial whose worker died
     # A point's seeds in one program (true), one trial each (false), or auto
     # (null): one program when trials get a GPU. On CPU, where one run already
@@ -74,20 +76,21 @@ class SearchConfig(Section):
     # (benchmarks/fill_machine.py: 0.90x against 1.12x for two one-CPU trials).
     vmap_seeds: bool | None = None
 
+    @field_validator("method")
+    @classmethod
+    def _known_method(cls, v: str) -> str:
+        return _known(v, METHODS)
 
-METRICS = (
-    "accuracy",
-    "top5",
-    "int8_accuracy",
-    "test_loss",
-    "params",
-    "bytes_f32",
-    "bytes_int8",
-    "flops",
-    "latency_b1_ms",
-    "latency_b128_ms",
-    "wall_s",
-)
+    @field_validator("scheduler")
+    @classmethod
+    def _known_scheduler(cls, v: str) -> str:
+        return _known(v, SCHEDULERS)
+
+
+def _known(value: str, registry: dict) -> str:
+    if value not in registry:
+        raise ValueError(f"expected one of {', '.join(registry)}, got {value!r}")
+    return value
 
 
 class Constraints(Section):

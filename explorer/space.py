@@ -2,41 +2,38 @@
 
 Every problem with a space file raises `SpaceError` with one line naming the
 file, the key path and what was expected; the CLI prints it and exits with 2.
+A space file is untrusted input: `spacefile` reads it with every size bounded,
+messages show a value through `excerpt` (its type and a few dozen characters),
+and the number of points is checked, as a product, before any point is made.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
 import math
+import re
 import typing
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydantic
-import yaml
 
 from explorer import architecture as arch
+from explorer import search as searches
+from explorer import spacefile
 from explorer.data import DatasetError, info
 from explorer.recipe import (
-    METRICS,
     Constraints,
     DatasetConfig,
     Recipe,
     Resources,
     SearchConfig,
 )
-
-
-class SpaceError(Exception):
-    """A space file that cannot be used; the message names file and key."""
-
-    def __init__(self, path: str | Path, key: str, message: str):
-        where = f"{path}: {key}: " if key else f"{path}: "
-        super().__init__(where + message)
-        self.path, self.key, self.message = str(path), key, message
-
+from explorer.results import OBJECTIVES
+from explorer.spacefile import SpaceError, excerpt
 
 ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
 RECIPE_KEYS = set(Recipe.model_fields)
@@ -46,6 +43,16 @@ DATA_KEYS = {"num_classes", "image_size", "in_channels"}
 # the point's other values then apply on top of that preset.
 SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS | {"base"}
 DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
+# A space's points: the grid's size (a product, checked before any point is
+# made) or a sampled search's num_samples. Every point is planned at load and
+# trained by a sweep; `inspect` takes about 4 s for the largest grid.
+MAX_POINTS = 10_000
+MAX_SEEDS = 1_000
+# Integer metaparameters stay machine-sized; the plan's cost grows with num_fire.
+ARCH_INT_MAX = {"num_fire": 100}
+ARCH_INT_LIMIT = 2**31 - 1
+# A tensorflow-datasets name, optionally with a config and a version.
+DATASET_NAME = re.compile(r"[A-Za-z0-9_]{1,64}(/[A-Za-z0-9_.\-]{1,64})?(:[0-9.*]{1,20})?")
 TOP_KEYS = {
     "name",
     "description",
@@ -121,17 +128,7 @@ class Point:
 def load(path: str | Path) -> Space:
     """Read and validate a space file; raise SpaceError naming file and key."""
     path = Path(path)
-    try:
-        text = path.read_text()
-    except OSError as e:
-        raise SpaceError(path, "", f"cannot read the file ({e.strerror or e})") from None
-    try:
-        doc = yaml.safe_load(text)
-    except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        where = f"line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(e, "problem", None) or str(e).splitlines()[0]
-        raise SpaceError(path, where, f"YAML syntax error: {problem}") from None
+    doc = spacefile.read(path)  # size, text, aliases, depth and duplicate keys bounded
     if not isinstance(doc, dict):
         raise SpaceError(path, "", f"expected a mapping of keys, got {_kind(doc)}")
     return from_dict(doc, path)
@@ -139,21 +136,29 @@ def load(path: str | Path) -> Space:
 
 def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
     """Validate a parsed space document."""
-    unknown = sorted(set(map(str, doc)) - TOP_KEYS)
+    unknown = sorted(_label(k) for k in doc if str(k) not in TOP_KEYS)
     if unknown:
         raise SpaceError(
             path, unknown[0], f"unknown key; expected one of {', '.join(sorted(TOP_KEYS))}"
         )
     name = doc.get("name", Path(path).stem)
     if not isinstance(name, str) or not name:
-        raise SpaceError(path, "name", f"expected a non-empty string, got {name!r}")
+        raise SpaceError(path, "name", f"expected a non-empty string, got {excerpt(name)}")
     description = doc.get("description", "")
     if not isinstance(description, str):
         raise SpaceError(path, "description", f"expected a string, got {_kind(description)}")
     base = doc.get("base", "squeezenet1_1")
-    if base not in arch.PRESETS:
-        raise SpaceError(path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {base!r}")
+    if not isinstance(base, str) or base not in arch.PRESETS:
+        raise SpaceError(
+            path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {excerpt(base)}"
+        )
     dataset = _section(DatasetConfig, doc, "dataset", path)
+    if not DATASET_NAME.fullmatch(dataset.name):
+        raise SpaceError(
+            path,
+            "dataset.name",
+            f"expected a tensorflow-datasets name like fashion_mnist, got {excerpt(dataset.name)}",
+        )
     try:
         data = info(dataset.name, dataset.data_dir)
     except DatasetError as e:
@@ -175,6 +180,7 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
             path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}"
         )
     domains = {str(k): _domain(str(k), v, path) for k, v in raw_space.items()}
+    _check_size(path, search)
     space = Space(
         str(path),
         name,
@@ -193,24 +199,45 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
     return space
 
 
+def _check_size(path, search: SearchConfig) -> None:
+    """Refuse a search too big to enumerate (`grid` checks the grid's size)."""
+    if search.num_samples > MAX_POINTS:
+        raise SpaceError(
+            path,
+            "search.num_samples",
+            f"expected at most {MAX_POINTS:,}, got {excerpt(search.num_samples)}",
+        )
+    if search.seeds > MAX_SEEDS:
+        raise SpaceError(
+            path, "search.seeds", f"expected at most {MAX_SEEDS:,}, got {excerpt(search.seeds)}"
+        )
+    if search.seed < 0:
+        raise SpaceError(
+            path, "search.seed", f"expected an integer >= 0, got {excerpt(search.seed)}"
+        )
+
+
 def _section(model, doc: dict, key: str, path) -> Any:
     raw = doc.get(key, {}) or {}
     if not isinstance(raw, dict):
         raise SpaceError(path, key, f"expected a mapping, got {_kind(raw)}")
     try:
-        return model(**{str(k): v for k, v in raw.items()})
+        section = model(**{str(k): v for k, v in raw.items()})
     except pydantic.ValidationError as e:
         raise _pydantic_error(e, path, key) from None
+    for field, value in section.model_dump().items():
+        _check_finite(value, path, f"{key}.{field}")
+    return section
 
 
 def _pydantic_error(e: pydantic.ValidationError, path, prefix: str) -> SpaceError:
-    err = e.errors()[0]
-    loc = ".".join(str(x) for x in (prefix, *err["loc"]) if x != "")
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(_label(x) for x in (prefix, *err["loc"]) if x != "")
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
     elif "input" in err and err["type"] != "missing":
-        msg = f"{msg}, got {err['input']!r}"
+        msg = f"{msg}, got {excerpt(err['input'])}"
     return SpaceError(path, loc, msg)
 
 
@@ -219,22 +246,22 @@ def _objectives(raw, path) -> dict[str, str]:
         raise SpaceError(path, "objectives", "expected a mapping like {accuracy: max, params: min}")
     out = {}
     for metric, direction in raw.items():
-        if metric not in METRICS:
+        if metric not in OBJECTIVES:
             raise SpaceError(
                 path,
-                f"objectives.{metric}",
-                f"unknown metric; expected one of {', '.join(METRICS)}",
+                f"objectives.{_label(metric)}",
+                f"unknown metric; expected one of {', '.join(OBJECTIVES)}",
             )
-        if direction not in ("min", "max"):
+        if not isinstance(direction, str) or direction not in ("min", "max"):
             raise SpaceError(
-                path, f"objectives.{metric}", f"expected min or max, got {direction!r}"
+                path, f"objectives.{metric}", f"expected min or max, got {excerpt(direction)}"
             )
         out[str(metric)] = direction
     return out
 
 
 def _domain(key: str, raw, path) -> Domain:
-    where = f"space.{key}"
+    where = f"space.{_label(key)}"
     if key in DATA_KEYS:
         raise SpaceError(path, where, "is set by the data set, not by the space")
     if key not in SPACE_KEYS:
@@ -250,13 +277,19 @@ def _domain(key: str, raw, path) -> Domain:
                 where,
                 "expected a value or exactly one of "
                 + ", ".join(f"{{{k}: ...}}" for k in DOMAIN_KINDS)
-                + f", got keys {list(raw)}",
+                + f", got keys {excerpt(list(raw), typed=False)}",
             )
         kind = kinds[0]
         arg = raw[kind]
         if kind == "values":
             if not isinstance(arg, list) or not arg:
                 raise SpaceError(path, f"{where}.values", "expected a non-empty list")
+            if len(arg) > MAX_POINTS:
+                raise SpaceError(
+                    path,
+                    f"{where}.values",
+                    f"expected at most {MAX_POINTS:,} values, got {len(arg):,}",
+                )
             vals = tuple(
                 check_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg)
             )
@@ -264,14 +297,14 @@ def _domain(key: str, raw, path) -> Domain:
         if not (isinstance(arg, list) and len(arg) == 2):
             raise SpaceError(path, f"{where}.{kind}", "expected [low, high]")
         lo, hi = (check_value(key, v, path, f"{where}.{kind}") for v in arg)
-        if kind == "int" and not all(isinstance(v, int) for v in (lo, hi)):
-            raise SpaceError(path, f"{where}.int", "expected integer bounds")
+        if kind == "int" and not all(isinstance(v, int) and abs(v) < 2**62 for v in (lo, hi)):
+            raise SpaceError(path, f"{where}.int", "expected integer bounds (below 2**62)")
         if isinstance(lo, bool) or not isinstance(lo, int | float) or not lo < hi:
             raise SpaceError(
-                path, f"{where}.{kind}", f"expected numbers with low < high, got {arg}"
+                path, f"{where}.{kind}", f"expected numbers with low < high, got {excerpt(arg)}"
             )
         if kind == "loguniform" and lo <= 0:
-            raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {lo}")
+            raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {excerpt(lo)}")
         return Domain(kind, (), lo, hi)
     return Domain("fixed", (check_value(key, raw, path, where),))
 
@@ -283,23 +316,37 @@ def check_value(key: str, raw, path, where: str):
             Recipe(**{key: raw, **({"epochs": 10**6} if key == "warmup_epochs" else {})})
         except pydantic.ValidationError as e:
             err = e.errors()[0]
-            raise SpaceError(path, where, f"{err['msg']}, got {raw!r}") from None
+            raise SpaceError(path, where, f"{err['msg']}, got {excerpt(raw)}") from None
+        _check_finite(raw, path, where)
         return raw
     if key == "base":
-        if raw not in arch.PRESETS:
-            raise SpaceError(path, where, f"expected one of {', '.join(arch.PRESETS)}, got {raw!r}")
+        if not isinstance(raw, str) or raw not in arch.PRESETS:
+            raise SpaceError(
+                path, where, f"expected one of {', '.join(arch.PRESETS)}, got {excerpt(raw)}"
+            )
         return raw
     typ = ARCH_TYPES[key]
     if key == "pool_after":
-        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+        if not (
+            isinstance(raw, list)
+            and len(raw) <= 64  # a network has a few layers, named like fire12
+            and all(isinstance(x, str) and len(x) <= 64 for x in raw)
+        ):
             raise SpaceError(
-                path, where, f"expected a list of layer names like [conv1, fire3], got {raw!r}"
+                path,
+                where,
+                f"expected a list of layer names like [conv1, fire3], got {excerpt(raw)}",
             )
         return tuple(raw)
     try:
-        value = pydantic.TypeAdapter(typ).validate_python(raw, strict=True)
+        value = _adapter(typ).validate_python(raw, strict=True)
     except pydantic.ValidationError as e:
-        raise SpaceError(path, where, f"{e.errors()[0]['msg']}, got {raw!r}") from None
+        raise SpaceError(path, where, f"{e.errors()[0]['msg']}, got {excerpt(raw)}") from None
+    _check_finite(value, path, where)
+    limit = ARCH_INT_MAX.get(key, ARCH_INT_LIMIT)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
+        size = " in size" if value < 0 else ""
+        raise SpaceError(path, where, f"expected at most {limit:,}{size}, got {excerpt(value)}")
     try:  # range checks live in one place: architecture.check
         arch.check(arch.ArchSpec().replace(**{key: value}))
     except arch.ArchError as e:
@@ -308,8 +355,23 @@ def check_value(key: str, raw, path, where: str):
     return value
 
 
+@functools.cache
+def _adapter(typ) -> pydantic.TypeAdapter:
+    return pydantic.TypeAdapter(typ)
+
+
+def _check_finite(value, path, where: str) -> None:
+    if isinstance(value, float) and not math.isfinite(value):
+        raise SpaceError(path, where, f"expected a finite number, got {excerpt(value)}")
+
+
 def _kind(x) -> str:
     return "nothing" if x is None else type(x).__name__
+
+
+def _label(key) -> str:
+    """A key from the file as it appears in a key path: clipped, on one line."""
+    return spacefile.label(key)
 
 
 # ---------------------------------------------------------------- points
@@ -339,6 +401,14 @@ def grid(space: Space) -> list[Point]:
                 f"space.{key}",
                 f"grid search needs fixed values or {{values: [...]}}, got {d.kind}",
             )
+    size = math.prod(len(d.values) for d in space.domains.values())
+    if size > MAX_POINTS:  # counted before a point is made
+        raise SpaceError(
+            space.path,
+            "space",
+            f"the grid has {size:,} points, more than {MAX_POINTS:,}; list fewer values "
+            "or draw a sample (search: {method: random, num_samples: N})",
+        )
     keys = list(space.domains)
     combos = itertools.product(*(space.domains[k].values for k in keys))
     return [make_point(space, i, dict(zip(keys, c, strict=True))) for i, c in enumerate(combos)]
@@ -354,13 +424,13 @@ def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[
 
 
 def points(space: Space) -> list[Point]:
-    """The space's points: the grid, or the seeded random sample (random and tpe)."""
-    return grid(space) if space.search.method == "grid" else sample(space)
+    """The space's points: the grid, or the seeded random sample of a sampled method."""
+    return sample(space) if searches.method(space).sampled else grid(space)
 
 
 def _check_points(space: Space) -> None:
     """Plan every grid point (or a sample) so impossible networks fail at load."""
-    if space.search.method == "grid":
+    if not searches.method(space).sampled:
         pts = grid(space)
         if not pts:
             raise SpaceError(space.path, "space", "the grid is empty")

@@ -23,34 +23,27 @@ worker dies is retried `search.max_failures` times first.
 from __future__ import annotations
 
 import hashlib
-import math
-import os
-import socket
 import sys
-import time
 from pathlib import Path
 
 import pandas as pd
 
-from explorer import architecture as arch
-from explorer import complexity, results
+from explorer import results, rows, search
+from explorer import settings as settings_mod
 from explorer import space as spaces
-from explorer.recipe import METRICS
-
-# Metrics a trial reports each epoch, mean over its seeds (for ASHA and TPE).
-EPOCH_METRICS = ("accuracy", "top5", "test_loss", "train_loss", "train_accuracy")
-MAXIMISED = {"accuracy", "top5", "int8_accuracy"}
+from explorer.settings import Settings
 
 
 class SweepError(Exception):
     """A sweep that cannot start or resume; printed as one line, exit status 2."""
 
 
+def default_output(space: spaces.Space) -> Path:
+    """Where a sweep writes when no --output is given."""
+    return Path("runs") / space.name
+
+
 # ---------------------------------------------------------------- planning
-def trial_id(space_name: str, index: int, seed: int) -> str:
-    return f"{space_name}-p{index:04d}-s{seed}"
-
-
 def seed_groups(space: spaces.Space) -> list[list[int]]:
     """Seeds trained together in one trial: all of them, or one each."""
     seeds = list(range(space.search.seeds))
@@ -60,142 +53,14 @@ def seed_groups(space: spaces.Space) -> list[list[int]]:
     return [seeds] if vmap else [[s] for s in seeds]
 
 
-def base_row(space: spaces.Space, point: spaces.Point, seed: int) -> dict:
-    """The columns of a row known before training: identity, metaparameters, complexity."""
-    from explorer.train import recipe_fields, spec_fields
-
-    summary = complexity.summary(arch.plan(point.arch))
-    return {
-        "trial_id": trial_id(space.name, point.index, seed),
-        "space": space.name,
-        "point": point.index,
-        "seed": seed,
-        "base": point.values.get("base", space.base),
-        **spec_fields(point.arch),
-        **recipe_fields(point.recipe),
-        "dataset": space.dataset.name,
-        **summary,
-    }
-
-
-def skipped_rows(space: spaces.Space, pts: list[spaces.Point]) -> tuple[list, list[dict]]:
-    """Split points into those to train and rows for those the constraints skip."""
-    keep, rows = [], []
-    for p in pts:
-        why = space.constraints.violations(complexity.summary(arch.plan(p.arch)))
-        if why:
-            for seed in range(space.search.seeds):
-                rows.append(
-                    {
-                        **base_row(space, p, seed),
-                        "status": "skipped",
-                        "error": "constraint: " + "; ".join(why),
-                        "epochs_done": 0,
-                    }
-                )
-        else:
-            keep.append(p)
-    return keep, rows
-
-
 def space_digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-# ---------------------------------------------------------------- the trainable
-def trainable(config: dict, space: spaces.Space) -> None:
-    """One Ray Tune trial: train a point's seeds, report each epoch, then the rows."""
-    from ray import tune
-
-    from explorer import data as datasets
-    from explorer import devices, train
-
-    # One XLA CPU device per CPU this trial holds (a fresh worker process; a
-    # reused one keeps the count it started with, the same for every trial).
-    devices.split_cpu(max(1, int(space.resources.cpus_per_trial)))
-    ctx = tune.get_context()
-    point, seeds = spaces.point_from_config(space, config)  # a searcher's: RowWriter numbers it
-    rows = [base_row(space, point, s) for s in seeds]
-
-    why = space.constraints.violations(complexity.summary(arch.plan(point.arch)))
-    if why:  # tpe proposed a point over the limits: record it, never train it
-        for r in rows:
-            r.update(status="skipped", error="constraint: " + "; ".join(why), epochs_done=0)
-        tune.report({"epoch": 0, "done": True, "rows": rows, **_worst(space)})
-        return
-
-    _maybe_crash(point.recipe, ctx)
-    train.compilation_cache()
-    ds = space.dataset
-    data = datasets.load(ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download)
-    host = _host()
-
-    def on_epoch(ep: int, m: dict) -> None:
-        partial = []
-        for i, r in enumerate(rows):
-            partial.append(
-                {
-                    **r,
-                    "status": "stopped",
-                    "epochs_done": ep,
-                    "error": "stopped early by the scheduler",
-                    **{k: float(m[k][i]) for k in EPOCH_METRICS},
-                    "host": host,
-                }
-            )
-        # every metric a searcher or scheduler may ask for; unknown until the end: NaN
-        means = {k: rows[0].get(k, math.nan) for k in METRICS}
-        means.update({k: _nanmean(m[k]) for k in EPOCH_METRICS})
-        tune.report({"epoch": ep, "done": False, "rows": partial, **means})
-
-    t0 = time.perf_counter()
-    try:
-        records = train.train_and_evaluate(point.arch, point.recipe, data, seeds, on_epoch)
-    except train.TrainingFailed as e:  # deterministic: record it, do not retry
-        for r in rows:
-            r.update(status="failed", error=str(e), wall_s=time.perf_counter() - t0, host=host)
-        tune.report({"epoch": point.recipe.epochs, "done": True, "rows": rows, **_worst(space)})
-        return
-    final = [{**r, **rec, "host": host} for r, rec in zip(rows, records, strict=True)]
-    summary = {k: _nanmean([r.get(k, math.nan) for r in final]) for k in METRICS}
-    tune.report({"epoch": point.recipe.epochs, "done": True, "rows": final, **summary})
-
-
-def _host() -> str:
-    """This machine's name and, inside a Ray cluster, its node address."""
-    try:
-        import ray
-
-        return f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
-    except Exception:
-        return socket.gethostname()
-
-
-def _maybe_crash(recipe, ctx) -> None:
-    """inject_fault: crash kills the worker process on a trial's first attempt."""
-    if recipe.inject_fault != "crash":
-        return
-    marker = Path(ctx.get_trial_dir()) / "crashed-once"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("the first attempt of this trial was killed on purpose\n")
-        os._exit(1)
-
-
-def _nanmean(xs) -> float:
-    vals = [float(x) for x in xs if x is not None and not math.isnan(float(x))]
-    return sum(vals) / len(vals) if vals else math.nan
-
-
-def _worst(space: spaces.Space) -> dict:
-    """Objective values for a trial that produced none, so a searcher avoids it."""
-    return {m: (0.0 if m in MAXIMISED else 1e18) for m in METRICS}
 
 
 def prepare_output(space_path: Path, out: Path, resume: bool) -> set[str]:
     """Create or reopen the sweep folder; the trial ids that already have rows."""
     saved = out / "space.yaml"
-    rows = out / "rows"
+    row_dir = out / "rows"
     if saved.exists():
         if not resume:
             raise SweepError(
@@ -207,17 +72,15 @@ def prepare_output(space_path: Path, out: Path, resume: bool) -> set[str]:
                 f"{space_path}: differs from the space this sweep started with ({saved}); "
                 "resume with that file, or start a new sweep in another --output"
             )
-    elif resume and rows.exists():
+    elif resume and row_dir.exists():
         raise SweepError(f"{out}: has rows but no space.yaml; cannot tell what to resume")
     out.mkdir(parents=True, exist_ok=True)
     if not saved.exists():
         saved.write_bytes(space_path.read_bytes())
-    if not rows.exists():
+    if not row_dir.exists():
         return set()
-    done = set()
-    for f in rows.glob("*.parquet"):
-        done.add(f.stem)
-    for f in rows.glob("*.tmp"):  # a write a crash interrupted: never a row
+    done = {f.stem for f in row_dir.glob("*.parquet")}
+    for f in row_dir.glob("*.tmp"):  # a write a crash interrupted: never a row
         f.unlink()
     return done
 
@@ -230,24 +93,30 @@ def run(
     node_ip_address: str | None = None,
     resume: bool = False,
     max_concurrent: int | None = None,
+    settings: Settings | None = None,
     stream=None,
 ):
-    """Run (or resume) a sweep; returns the results table."""
+    """Run (or resume) a sweep; returns the results table.
+
+    settings: how trials run; default: read from the environment (this is an entry point).
+    """
     stream = stream or sys.stderr
+    settings = settings or settings_mod.from_env()
     space_path = Path(space_path)
     space = spaces.load(space_path)
-    out = Path(out or Path("runs") / space.name).resolve()
+    out = Path(out or default_output(space)).resolve()
     done = prepare_output(space_path, out, resume)
+    how = search.method(space)
 
-    groups = seed_groups(space)
-    if space.search.method == "tpe":
+    if how.proposes:  # a searcher proposes the points; done ones warm-start it
         todo_pts, skipped = [], []
-        n_done = len({_point_of(t) for t in done})
+        n_done = len({rows.point_id(t) for t in done})
         total = space.search.num_samples * space.search.seeds
         remaining = max(space.search.num_samples - n_done, 0)
     else:
-        todo_pts, skipped = skipped_rows(space, spaces.points(space))
-        total = len(spaces.points(space)) * space.search.seeds
+        pts = spaces.points(space)
+        todo_pts, skipped = rows.skipped_rows(space, pts)
+        total = len(pts) * space.search.seeds
         n_done = 0
     for r in skipped:
         if r["trial_id"] not in done:
@@ -257,8 +126,8 @@ def run(
     configs = [
         {"index": p.index, "values": p.values, "seeds": g}
         for p in todo_pts
-        for g in groups
-        if not all(trial_id(space.name, p.index, s) in done for s in g)
+        for g in seed_groups(space)
+        if not all(rows.trial_id(space.name, p.index, s) in done for s in g)
     ]
     print(
         f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "
@@ -266,54 +135,28 @@ def run(
         file=stream,
         flush=True,
     )
-    todo = remaining if space.search.method == "tpe" else len(configs)
-    if todo:
-        _fit(
-            space,
-            out,
-            configs,
-            done,
-            total,
-            address,
-            node_ip_address,
-            max_concurrent,
-            n_done,
-            stream,
-        )
+    if remaining if how.proposes else configs:
+        ray_at = {"address": address, "node_ip_address": node_ip_address}
+        _fit(space, out, configs, done, total, n_done, settings, max_concurrent, **ray_at)
     table = results.load(out)
     results.save(table, out / "results.parquet")
     return table
 
 
-def _point_of(tid: str) -> str:
-    return tid.rsplit("-s", 1)[0]
-
-
-def _fit(
-    space, out, configs, done, total, address, node_ip_address, max_concurrent, n_done, stream
-):
+def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, address,
+         node_ip_address):  # fmt: skip
     if address is None:
-        # An embedded Ray on this machine binds loopback only (Ray rewrites
-        # 127.0.0.1 to the interface address unless told not to).
-        os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
-        # ...and, being reachable from this machine only, needs no auth token.
-        os.environ.setdefault("RAY_AUTH_MODE", "disabled")
-    # Rows are written by RowWriter and progress is ours: keep Tune's JSON log of
-    # each trial's results, not its CSV/TensorBoard logs or its console tables.
-    os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
-    os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+        settings_mod.local_ray_env()
+    else:
+        settings_mod.quiet_tune_env()
     import ray
     from ray import tune
     from ray.tune.logger import JsonLoggerCallback
 
-    from explorer import devices
     from explorer.sweep_rows import RowWriter
+    from explorer.trial import trainable
 
-    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false"}  # trials may share a GPU
-    env.update(devices.worker_env())  # malloc keeps freed pages (devices.keep_freed_memory)
-    for key in ("EXPLORER_CACHE_DIR", "FASHION_MNIST_DIR", "JAX_PLATFORMS"):
-        if key in os.environ:
-            env[key] = os.environ[key]
+    env = settings_mod.worker_env(settings)
     res = space.resources
     if res.gpus_per_trial and res.gpus_per_trial < 1:
         env["XLA_PYTHON_CLIENT_MEM_FRACTION"] = f"{0.9 * res.gpus_per_trial:.3f}"
@@ -325,39 +168,25 @@ def _fit(
         else:
             ray.init(include_dashboard=False, **kwargs)
     try:
-        metric, direction = next(iter(space.objectives.items()))
-        fn = tune.with_parameters(trainable, space=space)
+        how = search.method(space)
+        fn = tune.with_parameters(trainable, space=space, settings=settings)
         fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
-        scheduler = search_alg = None
-        if space.search.scheduler == "asha":
-            from ray.tune.schedulers import ASHAScheduler
-
-            scheduler = ASHAScheduler(
-                time_attr="epoch", max_t=space.recipe.epochs, grace_period=1, reduction_factor=2
-            )
-        if space.search.method == "tpe":
-            from ray.tune.search.optuna import OptunaSearch
-
-            metrics = list(space.objectives)
-            modes = list(space.objectives.values())
-            prior = _prior_results(space, out)
-            search_alg = OptunaSearch(
-                metric=metrics if len(metrics) > 1 else metrics[0],
-                mode=modes if len(modes) > 1 else modes[0],
-                seed=space.search.seed,
-                points_to_evaluate=[p for p, _ in prior] or None,
-                evaluated_rewards=[r for _, r in prior] or None,
-            )
-            param_space = {k: _tune_domain(d) for k, d in space.domains.items()}
+        scheduler = search.scheduler(space)
+        search_alg = how.searcher(space, _prior_results(space, out)) if how.proposes else None
+        if how.proposes:
+            param_space = {k: search.tune_domain(d) for k, d in space.domains.items()}
             num_samples = max(space.search.num_samples - n_done, 0)
-            if len(metrics) > 1:
-                metric = direction = None  # Tune takes them from the searcher
         else:
             param_space = {"cfg": tune.grid_search(configs)}
             num_samples = 1
+        metric = mode = None
+        if scheduler is not None or search_alg is not None:
+            metric, mode = next(iter(space.objectives.items()))
+        if search_alg is not None and len(space.objectives) > 1:
+            metric = mode = None  # Tune takes them from the searcher
         tune_cfg = tune.TuneConfig(
-            metric=metric if scheduler or search_alg else None,
-            mode=direction if scheduler or search_alg else None,
+            metric=metric,
+            mode=mode,
             num_samples=num_samples,
             search_alg=search_alg,
             scheduler=scheduler,
@@ -381,29 +210,15 @@ def _fit(
             ray.shutdown()
 
 
-def _tune_domain(d: spaces.Domain):
-    from ray import tune
-
-    if d.kind == "fixed":
-        return d.values[0]
-    if d.kind == "values":
-        return tune.choice(list(d.values))
-    if d.kind == "uniform":
-        return tune.uniform(d.low, d.high)
-    if d.kind == "loguniform":
-        return tune.loguniform(d.low, d.high)
-    return tune.randint(int(d.low), int(d.high) + 1)
-
-
 def _prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:
-    """Finished tpe points and their objectives (mean over seeds), to warm-start Optuna."""
+    """Finished points of a searcher and their objectives (mean over seeds), to warm-start it."""
     try:
         table = results.load(out)
     except results.ResultsError:
         return []
     keys, objectives = list(space.domains), list(space.objectives)
     if not set(keys) <= set(table.columns):
-        return []  # a recipe key with no column of its own: start Optuna afresh
+        return []  # a recipe key with no column of its own: start the searcher afresh
     ok = table[table["status"] == "ok"]
     prior = []
     for _, group in ok.groupby("point"):
@@ -414,5 +229,5 @@ def _prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | fl
 
 
 def _plain(x):
-    """numpy/pandas scalars -> Python, so Optuna sees the same values it proposed."""
+    """numpy/pandas scalars -> Python, so a searcher sees the same values it proposed."""
     return x.item() if hasattr(x, "item") else x

@@ -17,9 +17,8 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
-from explorer import results
+from explorer import results, rows
 from explorer import space as spaces
-from explorer.sweep import base_row, trial_id
 
 
 class RowWriter(tune.Callback):
@@ -29,7 +28,7 @@ class RowWriter(tune.Callback):
         self, out: Path, space: spaces.Space, total: int, done_before: int, first_index: int = 0
     ):
         self.out, self.space, self.total = out, space, total
-        # tpe points are numbered here, in the order their trials start
+        # a searcher's points are numbered here, in the order their trials start
         self.indices: dict[str, int] = {}
         self.next_index = first_index
         self.done_before = done_before
@@ -43,11 +42,11 @@ class RowWriter(tune.Callback):
             self.indices[trial.trial_id] = self.next_index
             self.next_index += 1
 
-    def _write(self, rows: list[dict], trial) -> None:
-        for r in rows:
+    def _write(self, ended: list[dict], trial) -> None:
+        for r in ended:
             if r["point"] < 0:
                 r["point"] = self.indices.get(trial.trial_id, self.next_index)
-                r["trial_id"] = trial_id(self.space.name, r["point"], r["seed"])
+                r["trial_id"] = rows.trial_id(self.space.name, r["point"], r["seed"])
             r.setdefault("finished_at", now())
             r.setdefault("versions", results.versions())
             results.write_row(self.out, r)
@@ -63,10 +62,10 @@ class RowWriter(tune.Callback):
                     self.best = (value, r["trial_id"])
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        rows = (trial.last_result or {}).get("rows")
-        if not rows:
-            rows = self._rows_for(trial, "failed", "trial ended without reporting a result")
-        self._write(rows, trial)
+        ended = (trial.last_result or {}).get("rows")
+        if not ended:
+            ended = self._rows_for(trial, "failed", "trial ended without reporting a result")
+        self._write(ended, trial)
         self._progress(trials, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -78,10 +77,7 @@ class RowWriter(tune.Callback):
         if last:  # it got some epochs done before dying
             return [{**r, "status": status, "error": error} for r in last]
         point, seeds = spaces.point_from_config(self.space, trial.config)
-        return [
-            {**base_row(self.space, point, s), "status": status, "error": error, "epochs_done": 0}
-            for s in seeds
-        ]
+        return rows.ended_rows(self.space, point, seeds, status, error)
 
     def _progress(self, trials, ended) -> None:
         running = sum(t.status == "RUNNING" and t is not ended for t in trials)

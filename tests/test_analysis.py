@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from matplotlib.figure import Figure
 
-from analysis import (
+from explorer.analysis import (
     aggregate_seeds,
     complexity_weights,
     edf,

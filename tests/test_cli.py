@@ -59,7 +59,7 @@ def test_bad_command_line_input_exits_2(capsys, argv, expected):
 @pytest.mark.parametrize(
     "env, value, expected",
     [
-        ("EXPLORER_SEEDS", "pmap", "$EXPLORER_SEEDS: expected auto, vmap or loop, got 'pmap'"),
+        ("EXPLORER_SEEDS", "pmap", "$EXPLORER_SEEDS: expected one of auto, vmap, loop, got 'pmap'"),
         ("EXPLORER_CONV", "winograd", "$EXPLORER_CONV: expected one of auto, mixed"),
     ],
 )

@@ -21,18 +21,16 @@ def test_fashion_mnist_loads_offline_as_uint8():
     assert np.array_equal(small.x_train, d.x_train[:100]) and len(small.y_test) == 10
 
 
-def test_missing_idx_files_say_how_to_get_them(tmp_path, monkeypatch):
-    monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", str(tmp_path))
+def test_missing_idx_files_say_how_to_get_them(tmp_path):
     with pytest.raises(datasets.DatasetError, match="apt-get install dataset-fashion-mnist"):
-        datasets.load("fashion_mnist")
+        datasets.load("fashion_mnist", fashion_mnist_dir=str(tmp_path))
 
 
-def test_corrupt_idx_file_is_named(tmp_path, monkeypatch):
+def test_corrupt_idx_file_is_named(tmp_path):
     for name in ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"):
         (tmp_path / name).write_bytes(gzip.compress(b"\x00\x00\x0d\x01junk"))
-    monkeypatch.setattr(datasets, "FASHION_MNIST_DIR", str(tmp_path))
     with pytest.raises(datasets.DatasetError, match="train-images-idx3-ubyte.gz"):
-        datasets.load("fashion_mnist")
+        datasets.load("fashion_mnist", fashion_mnist_dir=str(tmp_path))
 
 
 def test_other_datasets_load_through_tfds_mock_data():

@@ -5,7 +5,8 @@ import os
 import subprocess
 import sys
 
-from explorer import devices
+from explorer import settings
+from explorer.settings import Settings
 
 # Free a touched 64 MB block, allocate and touch it again: kernel page faults.
 # XLA:CPU allocates and frees every buffer of every step the same way.
@@ -55,18 +56,22 @@ def test_freed_memory_is_reused_instead_of_faulted_in_again():
     assert kept["kept"] and kept["faults"] < kept["pages"] / 100, kept
 
 
-def test_worker_env_carries_the_malloc_settings(monkeypatch):
+def test_worker_env_carries_the_settings_and_malloc(monkeypatch):
     monkeypatch.delenv("GLIBC_TUNABLES", raising=False)
-    monkeypatch.delenv(devices.MALLOC_ENV, raising=False)
-    env = devices.worker_env()
+    env = settings.worker_env(Settings())
     assert env == {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
         "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
-        "glibc.malloc.trim_threshold=2147483647"
+        "glibc.malloc.trim_threshold=2147483647",
     }
     monkeypatch.setenv("GLIBC_TUNABLES", "glibc.malloc.tcache_count=0")
-    assert devices.worker_env()["GLIBC_TUNABLES"].startswith("glibc.malloc.tcache_count=0:")
-    monkeypatch.setenv(devices.MALLOC_ENV, "default")
-    assert devices.worker_env() == {devices.MALLOC_ENV: "default"}
+    tunables = settings.worker_env(Settings())["GLIBC_TUNABLES"]
+    assert tunables.startswith("glibc.malloc.tcache_count=0:")
+    # every setting that is not the default travels, and reads back the same
+    chosen = Settings(conv="matmul", seeds="loop", malloc="default", cache_dir="", results="r")
+    shipped = settings.worker_env(chosen)
+    assert "GLIBC_TUNABLES" not in shipped and shipped["EXPLORER_MALLOC"] == "default"
+    assert settings.from_env(shipped) == chosen
     # The tunables alone (no mallopt call in the process) keep freed memory too.
     from_start = _faults(GLIBC_TUNABLES=env["GLIBC_TUNABLES"], EXPLORER_MALLOC="default")
     assert not from_start["kept"] and from_start["faults"] < from_start["pages"] / 100

@@ -12,9 +12,9 @@ import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
-from analysis.pareto import aggregate_seeds
-from analysis.report import figures, markdown_table, pareto_table, write_report
 from explorer import cli, results
+from explorer.analysis.pareto import aggregate_seeds
+from explorer.analysis.report import figures, markdown_table, pareto_table, write_report
 from explorer.results import COLUMNS, ResultsError, conform
 
 matplotlib.use("Agg")  # headless; the figures never touch pyplot anyway

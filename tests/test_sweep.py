@@ -8,7 +8,7 @@ import time
 import pandas as pd
 import pytest
 
-from explorer import cli, results, sweep
+from explorer import cli, results, rows
 
 pytestmark = pytest.mark.slow
 
@@ -150,7 +150,7 @@ def test_skipped_rows_are_never_trained(tiny_space):
     s = s.__class__(
         **{**s.__dict__, "constraints": s.constraints.model_copy(update={"max_params": 20000})}
     )
-    keep, rows = sweep.skipped_rows(s, spaces.points(s))
+    keep, skipped = rows.skipped_rows(s, spaces.points(s))
     assert [p.index for p in keep] == [0]
-    assert [r["trial_id"] for r in rows] == ["limits-p0001-s0", "limits-p0001-s1"]
-    assert all(r["status"] == "skipped" and "max_params 20,000" in r["error"] for r in rows)
+    assert [r["trial_id"] for r in skipped] == ["limits-p0001-s0", "limits-p0001-s1"]
+    assert all(r["status"] == "skipped" and "max_params 20,000" in r["error"] for r in skipped)

@@ -1,16 +1,16 @@
 """The trainer on real Fashion-MNIST slices, with a narrow SqueezeNet so it is quick."""
 
 import json
-import os
 
 import jax
 import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import cli, complexity, measure, train
+from explorer import cli, complexity, execution, measure, settings, train
 from explorer import data as datasets
 from explorer.recipe import Recipe
+from explorer.settings import SettingError, Settings
 
 # SqueezeNet 1.1's layout at an eighth of its widths: same depth, pools and head.
 SMALL = arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1).replace(
@@ -52,15 +52,14 @@ def test_same_seed_same_result_other_seed_differs(fmnist):
     assert a["test_loss"] != c["test_loss"]
 
 
-def _params_after(seeds, steps, data, recipe, spec=SMALL, devices=None, evaluate=False):
-    runner = train.make_runner(spec, recipe, data, num_seeds=len(seeds), devices=devices)
-    init_key, loop_key = train._split(train._keys(seeds), 2)
+def _params_after(
+    seeds, steps, data, recipe, spec=SMALL, devices=None, evaluate=False, settings=None
+):
+    runner = train.make_runner(spec, recipe, data, len(seeds), devices, settings)
+    init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state, dev = runner.init(init_key), train.device_data(data, runner)
-    key = train._fold(loop_key, 1)
-    perm = runner.shuffle(key)
-    for j in range(steps):
-        state = runner.step(state, dev["x_train"], dev["y_train"], dev["mean"], dev["std"],
-                            perm, np.int32(j), key)  # fmt: skip
+    key = execution.fold_keys(loop_key, 1)
+    state = train.run_steps(runner, state, dev, runner.shuffle(key), key, 0, steps)
     params = jax.tree.map(np.asarray, state["params"])
     return (params, train.evaluate(runner, state["params"], dev)) if evaluate else params
 
@@ -83,26 +82,23 @@ def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
 
 def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     # XLA's CPU client blocks one of its few threads once 32 programs per device
-    # are queued; with an all-reduce pending that deadlocked (train._placing).
+    # are queued; with an all-reduce pending that deadlocked (execution.placing).
     # Every IN_FLIGHT-th call of a multi-device program returns a finished result.
     recipe = QUICK.model_copy(update={"batch_size": 256})
     runner = train.make_runner(SMALL, recipe, fmnist, devices=2)
     state, dev = runner.init(jax.random.key(0)), train.device_data(fmnist, runner)
     perm = runner.shuffle(jax.random.key(1))
-    args = dev["x_train"], dev["y_train"], dev["mean"], dev["std"], perm
     ready = []
-    for j in range(2 * train.IN_FLIGHT):
-        state = runner.step(state, *args, np.int32(j % runner.steps_per_epoch), jax.random.key(2))
+    for j in range(2 * execution.IN_FLIGHT):
+        state = runner.step(state, dev["train"], perm, np.int32(j), jax.random.key(2))
         ready.append(state["sums"].is_ready())
-    assert ready[train.IN_FLIGHT - 1] and ready[2 * train.IN_FLIGHT - 1]
-    assert train.IN_FLIGHT < 32
+    assert ready[execution.IN_FLIGHT - 1] and ready[2 * execution.IN_FLIGHT - 1]
 
 
 @pytest.mark.parametrize("how", ["loop", "vmap"])  # the CPU's way, and accelerators'
-def test_seeds_in_one_program_match_separate_runs(fmnist, monkeypatch, how):
+def test_seeds_in_one_program_match_separate_runs(fmnist, how):
     """Same init, batches, dropout masks and updates per seed, to float tolerance."""
-    monkeypatch.setenv(train.SEEDS_ENV, how)
-    together = _params_after([3, 5], 3, fmnist, QUICK)
+    together = _params_after([3, 5], 3, fmnist, QUICK, settings=Settings(seeds=how))
     for i, seed in enumerate((3, 5)):
         alone = _params_after([seed], 3, fmnist, QUICK)
         jax.tree.map(
@@ -114,14 +110,13 @@ def test_seeds_in_one_program_match_separate_runs(fmnist, monkeypatch, how):
     assert not np.allclose(first[0], first[1])  # really two seeds
 
 
-def test_seeds_run_one_after_another_on_cpu_unless_told(monkeypatch):
-    monkeypatch.delenv(train.SEEDS_ENV, raising=False)
-    assert not train.seeds_vmapped()  # the tests run on the CPU
-    monkeypatch.setenv(train.SEEDS_ENV, "vmap")
-    assert train.seeds_vmapped()
-    monkeypatch.setenv(train.SEEDS_ENV, "pmap")
-    with pytest.raises(ValueError, match="EXPLORER_SEEDS: expected auto, vmap or loop, got 'pmap'"):
-        train.seeds_vmapped()
+def test_seeds_run_one_after_another_on_cpu_unless_told():
+    assert not execution.seeds_vmapped(Settings())  # the tests run on the CPU
+    assert execution.seeds_vmapped(Settings(), backend="gpu")
+    assert execution.seeds_vmapped(Settings(seeds="vmap"))
+    assert not execution.seeds_vmapped(Settings(seeds="loop"), backend="gpu")
+    with pytest.raises(SettingError, match="EXPLORER_SEEDS: expected one of auto, vmap, loop"):
+        settings.from_env({"EXPLORER_SEEDS": "pmap"})
 
 
 def test_seeds_in_one_program_equal_separate_runs(fmnist):
@@ -201,12 +196,32 @@ def test_schedules():
     assert float(cos(55)) == pytest.approx(0.05, rel=0.02) and float(cos(100)) < 1e-6
 
 
-def test_augment_crops_and_flips_without_changing_shape():
-    x = np.arange(2 * 32 * 32 * 3, dtype=np.uint8).reshape(2, 32, 32, 3)
-    outs = {np.asarray(train.augment(jax.random.key(k), x)).tobytes() for k in range(8)}
-    assert len(outs) > 1
-    y = np.asarray(train.augment(jax.random.key(0), x))
-    assert y.shape == x.shape and y.dtype == x.dtype
+def test_augment_is_a_crop_of_the_padded_image_maybe_flipped():
+    rng = np.random.default_rng(0)
+    x = rng.integers(1, 256, (16, 12, 12, 3), dtype=np.uint8)  # no zeros: padding shows
+    padded = np.pad(x, ((0, 0), (4, 4), (4, 4), (0, 0)))
+    seen = set()
+    for k in range(4):
+        y = np.asarray(train.augment(jax.random.key(k), x))
+        assert y.shape == x.shape and y.dtype == x.dtype
+        for img, src in zip(y, padded, strict=True):
+            found = [
+                (dy, dx, flip)
+                for dy in range(9)
+                for dx in range(9)
+                for flip in (False, True)
+                if np.array_equal(
+                    img,
+                    (src[dy : dy + 12, dx : dx + 12])[:, ::-1]
+                    if flip
+                    else src[dy : dy + 12, dx : dx + 12],
+                )  # fmt: skip
+            ]
+            assert found, "not a crop of the zero-padded image"
+            seen.update(found)
+    # both flips and shifted crops occur over 64 images
+    assert {f for _, _, f in seen} == {False, True}
+    assert any((dy, dx) != (4, 4) for dy, dx, _ in seen)
 
 
 def test_compilation_cache_fills_its_folder(tmp_path, fmnist):
@@ -219,7 +234,7 @@ def test_compilation_cache_fills_its_folder(tmp_path, fmnist):
         train.make_runner(SMALL.replace(base_e=24), QUICK, fmnist)
         assert any((tmp_path / "jax").iterdir())
     finally:
-        train.compilation_cache(os.environ.get(train.CACHE_ENV, ""))
+        train.compilation_cache(settings.from_env().cache_folder)
     assert folder == str(tmp_path / "jax")
 
 

@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pandas as pd
 
-from analysis import aggregate_seeds, program_share, trial_seconds, varied_metaparameters
 from explorer import results
+from explorer.analysis import aggregate_seeds, program_share, trial_seconds, varied_metaparameters
 
 HERE = Path(__file__).resolve().parent
 STUDIES = ("squeeze_ratio", "pct3x3", "bypass", "versions")

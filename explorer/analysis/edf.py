@@ -14,7 +14,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from analysis.pareto import ok_rows
+from explorer.analysis.pareto import ok_rows
 
 ALL = "all"  # the group name when `by` is None
 

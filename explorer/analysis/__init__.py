@@ -4,9 +4,9 @@ Pure functions of an `explorer.results` table; `plots` turns their output into
 Figures and `report.write_report` writes them all to Markdown and HTML.
 """
 
-from analysis import plots
-from analysis.edf import complexity_weights, edf, sensitivity
-from analysis.pareto import (
+from explorer.analysis import plots
+from explorer.analysis.edf import complexity_weights, edf, sensitivity
+from explorer.analysis.pareto import (
     aggregate_seeds,
     hypervolume_2d,
     ok_rows,
@@ -17,7 +17,7 @@ from analysis.pareto import (
     trial_seconds,
     varied_metaparameters,
 )
-from analysis.report import write_report
+from explorer.analysis.report import write_report
 
 __all__ = [
     "aggregate_seeds",

@@ -15,7 +15,7 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.ticker import FuncFormatter, NullFormatter, PercentFormatter
 
-from analysis.pareto import (
+from explorer.analysis.pareto import (
     DIRECTIONS,
     Direction,
     pareto_mask,

@@ -1,26 +1,21 @@
-"""The CPU lowering (im2col matmuls, separable pools) against XLA's own ops."""
+"""Every lowering computes the textbook network: outputs and gradients, in float64."""
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import models
-
-
-def reference_pool(x: jax.Array) -> jax.Array:
-    """3x3/2 max-pool with ceil rounding through Flax's `reduce_window` pool."""
-    extra = max((arch.pool_out(x.shape[1]) - 1) * 2 + 3 - x.shape[1], 0)
-    return nn.max_pool(x, (3, 3), strides=(2, 2), padding=((0, extra), (0, extra)))
+from explorer import lowering, models
+from explorer.lowering import max_pool_ceil, reference_pool
+from explorer.settings import SettingError, Settings
 
 
 @pytest.mark.parametrize("size", [28, 14, 7, 6, 3])
 def test_separable_pool_equals_reduce_window_with_ceil_rounding(size):
     x = jax.random.normal(jax.random.key(size), (2, size, size, 5))
     out = arch.pool_out(size)
-    got = models.max_pool_ceil(x)
+    got = max_pool_ceil(x)
     assert got.shape == (2, out, out, 5)
     np.testing.assert_array_equal(got, reference_pool(x))
 
@@ -32,14 +27,14 @@ def test_pool_gradient_is_reduce_windows(size):
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(size), (2, size, size, 5), jnp.float64)
         g = jax.random.normal(jax.random.key(1), reference_pool(x).shape, jnp.float64)
-        got = jax.grad(lambda x: jnp.sum(models.max_pool_ceil(x) * g))(x)
+        got = jax.grad(lambda x: jnp.sum(max_pool_ceil(x) * g))(x)
         want = jax.grad(lambda x: jnp.sum(reference_pool(x) * g))(x)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
         assert np.count_nonzero(got) > 0
         # A flat region (all inputs tie): each window's gradient goes whole to
         # one input, the window's first, as with select-and-scatter.
         flat = jnp.zeros_like(x)
-        got = jax.grad(lambda x: jnp.sum(models.max_pool_ceil(x) * g))(flat)
+        got = jax.grad(lambda x: jnp.sum(max_pool_ceil(x) * g))(flat)
         want = jax.grad(lambda x: jnp.sum(reference_pool(x) * g))(flat)
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-15)
 
@@ -62,7 +57,7 @@ def test_matmul_conv_equals_xla_conv_values_and_gradients(kernel, stride, pad, s
         )
 
     def mm(x, w):
-        return models.matmul_conv(x, w, stride, pad)
+        return lowering.matmul_conv(x, w, stride, pad)
 
     np.testing.assert_allclose(mm(x, w), xla(x, w), rtol=1e-5, atol=1e-4)
     loss = lambda f: lambda x, w: jnp.sum(jnp.sin(f(x, w)))  # noqa: E731
@@ -71,35 +66,17 @@ def test_matmul_conv_equals_xla_conv_values_and_gradients(kernel, stride, pad, s
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-3)
 
 
-@pytest.mark.parametrize(
-    "spec",
-    [
-        arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1),
-        arch.preset("squeezenet1_0", num_classes=10, image_size=64).replace(bypass="complex"),
-    ],
-)
-def test_both_lowerings_build_the_same_model(spec):
-    x = jax.random.uniform(jax.random.key(1), models.input_shape(spec, 2))
-    fast, ref = models.build(spec, impl="matmul"), models.build(spec, impl="xla")
-    variables = ref.init(jax.random.key(0), x)
-    assert jax.tree.structure(fast.init(jax.random.key(0), x)) == jax.tree.structure(variables)
-    np.testing.assert_allclose(
-        fast.apply(variables, x), ref.apply(variables, x), rtol=1e-4, atol=1e-5
-    )
+def test_auto_picks_per_backend_and_program_and_a_setting_overrides():
+    assert lowering.choose(Settings(), backend="cpu").name == "mixed"
+    assert lowering.choose(Settings(), many_seeds=True, backend="cpu").name == "matmul"
+    assert lowering.choose(Settings(), backend="gpu").name == "xla"
+    assert lowering.choose(Settings(conv="xla"), many_seeds=True, backend="cpu").name == "xla"
+    assert models.build(arch.ArchSpec(), "matmul").lowering is lowering.LOWERINGS["matmul"]
 
 
-def test_cpu_lowering_defaults_and_the_override(monkeypatch):
-    monkeypatch.delenv(models.CONV_ENV, raising=False)
-    assert models.conv_impl() == "mixed"  # the tests run on the CPU
-    assert models.conv_impl(many_seeds=True) == "matmul"
-    monkeypatch.setenv(models.CONV_ENV, "xla")
-    assert models.conv_impl(many_seeds=True) == "xla"
-
-
-def test_unknown_conv_lowering_is_a_clear_error(monkeypatch):
-    monkeypatch.setenv(models.CONV_ENV, "winograd")
-    with pytest.raises(ValueError, match="EXPLORER_CONV.*matmul, xla.*winograd"):
-        models.conv_impl()
+def test_unknown_conv_lowering_is_a_clear_error():
+    with pytest.raises(SettingError, match="EXPLORER_CONV.*matmul, xla.*winograd"):
+        Settings(conv="winograd")
 
 
 def classic_forward(spec: arch.ArchSpec, params, x: jax.Array) -> jax.Array:
@@ -132,20 +109,25 @@ def classic_forward(spec: arch.ArchSpec, params, x: jax.Array) -> jax.Array:
     return (jax.nn.relu(x) if spec.head_relu else x).mean(axis=(1, 2))
 
 
+@pytest.mark.parametrize("name", list(lowering.LOWERINGS))
 @pytest.mark.parametrize(
     "spec",
     [
         arch.preset("squeezenet1_1", num_classes=10, image_size=28, in_channels=1),
-        arch.preset("squeezenet1_1", num_classes=10, image_size=28).replace(bypass="simple"),
-        arch.preset("squeezenet1_0", num_classes=5, image_size=32).replace(bypass="complex"),
+        # identity and 1x1-conv shortcuts, pools after the sum; four Fire modules
+        arch.preset("squeezenet1_0", num_classes=5, image_size=32).replace(
+            bypass="complex", num_fire=4, pool_after=("conv1", "fire4")
+        ),
     ],
+    ids=["1.1", "1.0-complex-4"],
 )
-def test_pool_before_bias_and_relu_is_the_classic_network(spec):
-    # The model pools pre-activations (max commutes with + bias and ReLU); the
-    # outputs and every parameter's gradient equal the textbook order's. In
-    # float64, so that rounding in these unnormalised nets (logits in the
-    # hundreds with complex bypass) cannot hide or fake a difference.
-    model = models.build(spec)
+def test_every_lowering_is_the_classic_network(spec, name):
+    # Outputs and every parameter's gradient equal the textbook network's, written
+    # out above with XLA's own ops (pools in the branches and after the bypass
+    # sum, im2col, the hand-written pool gradient: all exact). In float64, so
+    # that rounding in these unnormalised nets (logits in the hundreds with
+    # complex bypass) cannot hide or fake a difference.
+    model = models.build(spec, name)
     with jax.enable_x64(True):
         x = jax.random.normal(jax.random.key(2), models.input_shape(spec, 3), jnp.float64)
         params = model.init(jax.random.key(0), x)["params"]

@@ -14,9 +14,9 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from analysis import plots
-from analysis.edf import edf, sensitivity
-from analysis.pareto import (
+from explorer.analysis import plots
+from explorer.analysis.edf import edf, sensitivity
+from explorer.analysis.pareto import (
     DEFAULT_OBJECTIVES,
     DIRECTIONS,
     Direction,

@@ -7,14 +7,11 @@ for the metrics, so both can be passed to `pareto_front` and the plots).
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import pandas as pd
 
 from explorer.architecture import FIELDS, PRESETS
-
-Direction = Literal["min", "max"]
+from explorer.results import DIRECTIONS, Direction
 
 # Metaparameter columns of results.SCHEMA: the preset a point starts from, then
 # every ArchSpec field (architecture.FIELDS), in the order the schema lists them.
@@ -25,42 +22,7 @@ METAPARAMETERS: tuple[str, ...] = ("base", *FIELDS)
 ARCHITECTURE_KEYS: tuple[str, ...] = (*METAPARAMETERS, "dataset", "recipe")
 
 # Numeric outcomes of a trial that make sense to average over seeds.
-METRICS: tuple[str, ...] = (
-    "accuracy",
-    "top5",
-    "int8_accuracy",
-    "test_loss",
-    "train_accuracy",
-    "train_loss",
-    "params",
-    "bytes_f32",
-    "bytes_int8",
-    "flops",
-    "latency_b1_ms",
-    "latency_b128_ms",
-    "compile_s",
-    "images_per_s",
-    "wall_s",
-)
-
-# Which way is better, for the columns one would put on a Pareto plot.
-DIRECTIONS: dict[str, Direction] = {
-    "accuracy": "max",
-    "top5": "max",
-    "int8_accuracy": "max",
-    "train_accuracy": "max",
-    "images_per_s": "max",
-    "test_loss": "min",
-    "train_loss": "min",
-    "params": "min",
-    "bytes_f32": "min",
-    "bytes_int8": "min",
-    "flops": "min",
-    "latency_b1_ms": "min",
-    "latency_b128_ms": "min",
-    "compile_s": "min",
-    "wall_s": "min",
-}
+METRICS: tuple[str, ...] = tuple(DIRECTIONS)
 
 DEFAULT_OBJECTIVES: dict[str, Direction] = {"params": "min", "accuracy": "max"}
 
