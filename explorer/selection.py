@@ -35,7 +35,7 @@ def parse_sets(pairs: list[str]) -> dict:
                 + ", ".join(sorted(spaces.SPACE_KEYS))
             )
         try:
-            value = yaml.safe_load(raw)
+            value = spaces.spacefile.loads(raw, "--set", key)  # YAML 1.2, bounded
         except yaml.YAMLError:
             value = raw
         out[key] = spaces.check_value(key, value, "--set", key)

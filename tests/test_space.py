@@ -112,6 +112,23 @@ MALFORMED = [
     ("space: {squeeze_ratio: 0.5\n  pct3x3: 0.5", "line 2, column"),
     ("- just\n- a list", "expected a mapping of keys, got list"),
     ("", "expected a mapping of keys, got nothing"),
+    # Untrusted input (tests/test_faults.py runs the costly ones in their own process).
+    ("? " + "x" * 100_000 + "\n: 1", "x" * 40 + "…: unknown key"),
+    ("space: {num_fire: 100000000}", "space.num_fire: expected at most 100, got int 100000000"),
+    ("space: {base_e: " + "9" * 4000 + "}", "space.base_e: expected at most 2,147,483,647"),
+    ("space: {base_e: {values: [" + "8, " * 20_000 + "]}}", "expected at most 10,000 values"),
+    ("train: {learning_rate: .inf}", "train.learning_rate: expected a finite number"),
+    ("space: {learning_rate: {uniform: [0.1, .inf]}}", "expected a finite number, got float inf"),
+    ("search: {method: random, num_samples: 20000}", "search.num_samples: expected at most"),
+    ("search: {method: random, seed: -1}", "search.seed: expected an integer >= 0"),
+    ("search: {seeds: 5000}", "search.seeds: expected at most 1,000"),
+    ("name: !!binary aGk=", "name: line 1: unsupported tag tag:yaml.org,2002:binary"),
+    ("name: a\n---\nname: b", "line 2: a second YAML document"),
+    ("train: &t {epochs: 3}\nsearch: {<<: *t}", "search.<<: unknown key"),
+    ("space: {pool_after: [conv1, *nowhere]}", "space.pool_after[1]: line 1: alias *nowhere"),
+    ("name: x\x01", "line 1, column 8: control character U+0001"),
+    ("dataset: {name: '../../etc'}", "dataset.name: expected a tensorflow-datasets name"),
+    ("objectives: {accuracy: [max]}", "objectives.accuracy: expected min or max, got a list"),
 ]
 
 
