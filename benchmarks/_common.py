@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
-import os
-import platform
-import statistics
-import time
+from explorer import devices
 
-import numpy as np
+devices.keep_freed_memory()  # before imports that start threads (pandas), as the CLI does
 
-from explorer import architecture as arch
-from explorer import devices, execution, settings, train
-from explorer.data import DataInfo, Dataset
+import os  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+from explorer import architecture as arch  # noqa: E402
+from explorer import execution, settings, train  # noqa: E402
+from explorer.data import DataInfo, Dataset  # noqa: E402
 
 # An entry point, as the CLI: the settings read once, and one XLA CPU device per
 # core (or $EXPLORER_CPU_DEVICES) before JAX starts, so the benchmarks time the

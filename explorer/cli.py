@@ -18,7 +18,7 @@ from explorer import space as spaces
 from explorer.data import DatasetError
 from explorer.results import ResultsError
 from explorer.selection import UsageError, select
-from explorer.sweep import SweepError
+from explorer.sweep import SweepError, SweepInterrupted
 
 USER_ERRORS = (
     UsageError,
@@ -182,6 +182,7 @@ def cmd_sweep(args) -> int:
         address=args.address,
         node_ip_address=args.node_ip_address,
         resume=args.resume,
+        retry_failed=args.retry_failed,
         max_concurrent=args.max_concurrent,
         settings=args.settings,
     )
@@ -200,6 +201,9 @@ def cmd_sweep(args) -> int:
 
         written = write_report(table, out / "report", objectives=dict(space.objectives))
         print(f"report: {out / 'report' / 'report.html'} ({len(written)} files)")
+    if len(failed):  # the sweep finished, but not every trial did: say so in the status
+        print(f"{len(failed)} failed; after fixing the cause: --retry-failed", file=sys.stderr)
+        return 1
     return 0
 
 
@@ -296,6 +300,11 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="continue the sweep in --output: train only what has no row yet",
     )
+    p.add_argument(
+        "--retry-failed",
+        action="store_true",
+        help="continue the sweep in --output and train its failed trials again",
+    )
     p.add_argument("--max-concurrent", type=int, help="at most N trials at once")
     p.add_argument("--report", action="store_true", help="write the report when done")
     p.set_defaults(func=cmd_sweep)
@@ -325,8 +334,11 @@ def main(argv: list[str] | None = None) -> int:
     except USER_ERRORS as e:
         print(f"explorer: error: {e}", file=sys.stderr)
         return 2
+    except SweepInterrupted as e:
+        print(f"explorer: {e}", file=sys.stderr)
+        return 130
     except KeyboardInterrupt:
-        print("explorer: interrupted", file=sys.stderr)
+        print("explorer: interrupted; finished rows are kept (sweep: --resume)", file=sys.stderr)
         return 130
 
 

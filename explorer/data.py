@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import gzip
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -129,7 +130,10 @@ def _read_idx(folder: str, split: str) -> tuple[np.ndarray, np.ndarray]:
 
 def _idx_array(path: Path) -> np.ndarray:
     """Parse one IDX file: magic (0, 0, dtype 0x08, ndim), big-endian dims, data."""
-    raw = gzip.decompress(path.read_bytes())
+    try:
+        raw = gzip.decompress(path.read_bytes())
+    except (OSError, EOFError, zlib.error) as e:  # truncated or not gzip at all
+        raise DatasetError(f"{path}: not a readable gzip file ({e}); reinstall it") from None
     if raw[:3] != b"\x00\x00\x08":
         raise DatasetError(f"{path}: not an unsigned-byte IDX file")
     ndim = raw[3]

@@ -11,7 +11,6 @@ import json
 import os
 import tempfile
 from pathlib import Path
-from typing import Literal
 
 import pandas as pd
 
@@ -22,8 +21,10 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "space": ("string", "name of the space file the trial came from"),
     "point": ("Int64", "index of the point within its space"),
     "seed": ("Int64", "training seed"),
+    "space_digest": ("string", "hash of what the space file says (rows of another space differ)"),
     "status": ("string", "ok | failed | skipped | stopped (early, by the scheduler)"),
     "error": ("string", "why a trial failed or was skipped; empty when ok"),
+    "attempts": ("Int64", "times the trial was started (more when a worker died)"),
     # metaparameters (architecture.ArchSpec)
     "base": ("string", "preset the point starts from"),
     "num_classes": ("Int64", "classes"),
@@ -74,7 +75,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "latency_b128_ms": ("float64", "inference latency, batch 128, median, ms"),
     "compile_s": ("float64", "jit compile time of the train and eval steps, s"),
     "images_per_s": ("float64", "training throughput, images/s (all seeds together)"),
-    "wall_s": ("float64", "wall time of the trial, s"),
+    "wall_s": ("float64", "wall time of the trial, every attempt included, s"),
     "seeds_in_program": ("Int64", "seeds trained together in one program"),
     # provenance
     "host": ("string", "machine that ran the trial"),
@@ -84,42 +85,22 @@ SCHEMA: dict[str, tuple[str, str]] = {
 }
 COLUMNS = list(SCHEMA)
 
-Direction = Literal["min", "max"]
+# Metric directions and objectives live in explorer.metrics (no pandas there, so
+# the trainer can import them); re-exported here beside the columns they describe.
+from explorer.metrics import DIRECTIONS, MAXIMISED, OBJECTIVES, Direction  # noqa: E402, F401
 
-# Which way is better, for every numeric outcome of a trial (the columns worth
-# averaging over seeds and putting on a Pareto plot).
-DIRECTIONS: dict[str, Direction] = {
-    "accuracy": "max",
-    "top5": "max",
-    "int8_accuracy": "max",
-    "test_loss": "min",
-    "train_accuracy": "max",
-    "train_loss": "min",
-    "params": "min",
-    "bytes_f32": "min",
-    "bytes_int8": "min",
-    "flops": "min",
-    "latency_b1_ms": "min",
-    "latency_b128_ms": "min",
-    "compile_s": "min",
-    "images_per_s": "max",
-    "wall_s": "min",
+# The learning curves beside the rows (curves.parquet): one row per trial, seed and epoch.
+CURVE_SCHEMA: dict[str, tuple[str, str]] = {
+    "trial_id": ("string", "the row's trial id"),
+    "seed": ("Int64", "training seed"),
+    "epoch": ("Int64", "epochs done, from 1"),
+    "train_loss": ("float64", "training loss over the epoch"),
+    "train_accuracy": ("float64", "training top-1 over the epoch, fraction"),
+    "test_loss": ("float64", "test cross-entropy after the epoch"),
+    "accuracy": ("float64", "test top-1 after the epoch, fraction"),
+    "top5": ("float64", "test top-5 after the epoch, fraction"),
+    "wall_s": ("float64", "wall time of the attempt so far, s"),
 }
-MAXIMISED = frozenset(k for k, d in DIRECTIONS.items() if d == "max")
-# What a space may name as an objective (a searcher's metric).
-OBJECTIVES = (
-    "accuracy",
-    "top5",
-    "int8_accuracy",
-    "test_loss",
-    "params",
-    "bytes_f32",
-    "bytes_int8",
-    "flops",
-    "latency_b1_ms",
-    "latency_b128_ms",
-    "wall_s",
-)
 
 
 class ResultsError(Exception):
@@ -142,10 +123,14 @@ def conform(df: pd.DataFrame) -> pd.DataFrame:
             out[col] = pd.Series(pd.NA, index=df.index, dtype=_missing_dtype(dtype)).astype(dtype)
             continue
         values = df[col]
-        if dtype.startswith("datetime"):
-            out[col] = pd.to_datetime(values, utc=True)
-        else:
-            out[col] = values.astype(dtype)
+        try:
+            if dtype.startswith("datetime"):
+                out[col] = pd.to_datetime(values, utc=True)
+            else:
+                out[col] = values.astype(dtype)
+        except (ValueError, TypeError) as e:
+            bad = _first_bad(values, dtype)
+            raise ResultsError(f"column {col!r}: expected {dtype}, got {bad!r} ({e})") from None
     return out.reset_index(drop=True)
 
 
@@ -159,18 +144,16 @@ def write_row(folder: str | Path, row: dict) -> Path:
     """Write one trial's row atomically as rows/<trial_id>.parquet."""
     rows = Path(folder) / "rows"
     rows.mkdir(parents=True, exist_ok=True)
-    df = conform(pd.DataFrame([row]))
     target = rows / f"{_safe(row['trial_id'])}.parquet"
-    fd, tmp = tempfile.mkstemp(dir=rows, suffix=".tmp")
-    os.close(fd)
-    df.to_parquet(tmp, index=False)
-    os.replace(tmp, target)  # atomic on POSIX: a reader sees all or nothing
+    _write_atomically(conform(pd.DataFrame([row])), target)
     return target
 
 
 def load(path: str | Path) -> pd.DataFrame:
     """A results table from a sweep folder, its rows/ folder, or a .parquet/.csv file."""
     path = Path(path)
+    if not path.exists():
+        raise ResultsError(f"{path}: no such file or folder")
     if path.is_dir():
         rows = path / "rows" if (path / "rows").is_dir() else path
         files = sorted(rows.glob("*.parquet"))
@@ -180,7 +163,10 @@ def load(path: str | Path) -> pd.DataFrame:
     elif path.suffix == ".parquet":
         df = _read(path)
     elif path.suffix == ".csv":
-        df = pd.read_csv(path)
+        try:
+            df = pd.read_csv(path)
+        except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:
+            raise ResultsError(f"{path}: not a readable CSV table ({_short(e)})") from None
     else:
         raise ResultsError(f"{path}: expected a sweep folder, .parquet or .csv file")
     missing = [c for c in ("trial_id", "status", "accuracy", "params") if c not in df]
@@ -189,19 +175,89 @@ def load(path: str | Path) -> pd.DataFrame:
     return conform(df[[c for c in df.columns if c in SCHEMA]])
 
 
+def write_curve(folder: str | Path, trial_id: str, points: list[dict]) -> Path:
+    """Write one trial-seed's curve so far, atomically, as curves/<trial_id>.parquet.
+
+    A retried epoch (a resumed trial) replaces the earlier one.
+    """
+    curves = Path(folder) / "curves"
+    curves.mkdir(parents=True, exist_ok=True)
+    df = pd.DataFrame(points).drop_duplicates(["seed", "epoch"], keep="last")
+    df = df.sort_values("epoch").assign(trial_id=trial_id)
+    target = curves / f"{_safe(trial_id)}.parquet"
+    _write_atomically(_typed(df, CURVE_SCHEMA), target)
+    return target
+
+
+def load_curves(folder: str | Path) -> pd.DataFrame:
+    """All learning curves of a sweep folder (or a curves.parquet file)."""
+    path = Path(folder)
+    if path.is_file():
+        return _typed(_read(path), CURVE_SCHEMA)
+    files = sorted((path / "curves").glob("*.parquet"))
+    if not files:
+        return _typed(pd.DataFrame(columns=list(CURVE_SCHEMA)), CURVE_SCHEMA)
+    return _typed(pd.concat([_read(f) for f in files], ignore_index=True), CURVE_SCHEMA)
+
+
+def _typed(df: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    out = pd.DataFrame(index=df.index)
+    for col, (dtype, _) in schema.items():
+        values = df[col] if col in df else pd.Series(pd.NA, index=df.index, dtype="Float64")
+        out[col] = values.astype(dtype)
+    return out.reset_index(drop=True)
+
+
 def save(df: pd.DataFrame, path: str | Path) -> Path:
-    """Write a whole table to one Parquet file (e.g. results.parquet)."""
+    """Write a whole table to one Parquet file (e.g. results.parquet), atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    conform(df).to_parquet(path, index=False)
+    _write_atomically(conform(df), path)
     return path
+
+
+def save_curves(df: pd.DataFrame, path: str | Path) -> Path:
+    """Write all learning curves to one Parquet file (curves.parquet), atomically."""
+    path = Path(path)
+    _write_atomically(_typed(df, CURVE_SCHEMA), path)
+    return path
+
+
+def _write_atomically(df: pd.DataFrame, target: Path) -> None:
+    """Write to a temporary file beside target, then rename: a reader sees all or nothing.
+
+    The temporary file is removed on every error (a full disk, an interrupt).
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        df.to_parquet(tmp, index=False)
+        os.replace(tmp, target)  # atomic on POSIX
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
 
 
 def _read(f: Path) -> pd.DataFrame:
     try:
         return pd.read_parquet(f)
     except Exception as e:
-        raise ResultsError(f"{f}: not a readable Parquet file ({e})") from None
+        raise ResultsError(f"{f}: not a readable Parquet file ({_short(e)})") from None
+
+
+def _short(e: Exception) -> str:
+    lines = str(e).strip().splitlines()
+    return (lines[0] if lines else type(e).__name__)[:200]
+
+
+def _first_bad(values: pd.Series, dtype: str):
+    """The first value of a column that does not convert to dtype (for the message)."""
+    for v in values:
+        try:
+            pd.Series([v]).astype(dtype)
+        except (ValueError, TypeError):
+            return v
+    return None
 
 
 def _safe(name: str) -> str:

@@ -61,6 +61,7 @@ def base_row(space: spaces.Space, point: spaces.Point, seed: int) -> dict:
     return {
         "trial_id": trial_id(space.name, point.index, seed),
         "space": space.name,
+        "space_digest": space.digest,
         "point": point.index,
         "seed": seed,
         "base": point.values.get("base", space.base),

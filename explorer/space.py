@@ -10,11 +10,11 @@ and the number of points is checked, as a product, before any point is made.
 from __future__ import annotations
 
 import dataclasses
-import functools
+import hashlib
 import itertools
+import json
 import math
 import re
-import typing
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,20 @@ from explorer import architecture as arch
 from explorer import search as searches
 from explorer import spacefile
 from explorer.data import DatasetError, info
+from explorer.domains import (  # noqa: F401  (re-exported: the keys a space may set)
+    ARCH_TYPES,
+    DATA_KEYS,
+    MAX_POINTS,
+    MAX_SEEDS,
+    RECIPE_KEYS,
+    SPACE_KEYS,
+    Domain,
+    check_finite,
+    check_value,
+    domain,
+    label,
+)
+from explorer.metrics import OBJECTIVES
 from explorer.recipe import (
     Constraints,
     DatasetConfig,
@@ -32,27 +46,11 @@ from explorer.recipe import (
     Resources,
     SearchConfig,
 )
-from explorer.results import OBJECTIVES
 from explorer.spacefile import SpaceError, excerpt
 
-ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
-RECIPE_KEYS = set(Recipe.model_fields)
-# Set by the data set, never by the space.
-DATA_KEYS = {"num_classes", "image_size", "in_channels"}
-# "base" in a space's domains switches preset per point (e.g. SqueezeNet 1.0 vs 1.1);
-# the point's other values then apply on top of that preset.
-SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS | {"base"}
-DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
-# A space's points: the grid's size (a product, checked before any point is
-# made) or a sampled search's num_samples. Every point is planned at load and
-# trained by a sweep; `inspect` takes about 4 s for the largest grid.
-MAX_POINTS = 10_000
-MAX_SEEDS = 1_000
-# Integer metaparameters stay machine-sized; the plan's cost grows with num_fire.
-ARCH_INT_MAX = {"num_fire": 100}
-ARCH_INT_LIMIT = 2**31 - 1
 # A tensorflow-datasets name, optionally with a config and a version.
 DATASET_NAME = re.compile(r"[A-Za-z0-9_]{1,64}(/[A-Za-z0-9_.\-]{1,64})?(:[0-9.*]{1,20})?")
+
 TOP_KEYS = {
     "name",
     "description",
@@ -65,30 +63,6 @@ TOP_KEYS = {
     "constraints",
     "resources",
 }
-
-
-@dataclasses.dataclass(frozen=True)
-class Domain:
-    """Where one metaparameter ranges: fixed, a set of values, or a range."""
-
-    kind: str  # fixed | values | uniform | loguniform | int
-    values: tuple = ()  # fixed (one value) and values
-    low: float = 0.0
-    high: float = 0.0
-
-    @property
-    def is_discrete(self) -> bool:
-        return self.kind in ("fixed", "values")
-
-    def sample(self, rng: np.random.Generator):
-        """One value drawn from the domain."""
-        if self.is_discrete:
-            return self.values[int(rng.integers(len(self.values)))]
-        if self.kind == "uniform":
-            return float(rng.uniform(self.low, self.high))
-        if self.kind == "loguniform":
-            return float(math.exp(rng.uniform(math.log(self.low), math.log(self.high))))
-        return int(rng.integers(int(self.low), int(self.high) + 1))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -107,6 +81,9 @@ class Space:
     objectives: dict[str, str]
     constraints: Constraints
     resources: Resources
+    # What the space says, hashed (not its comments or layout): a sweep's rows carry it,
+    # so rows of another space never count as done.
+    digest: str = ""
 
     @property
     def varied(self) -> list[str]:
@@ -136,7 +113,7 @@ def load(path: str | Path) -> Space:
 
 def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
     """Validate a parsed space document."""
-    unknown = sorted(_label(k) for k in doc if str(k) not in TOP_KEYS)
+    unknown = sorted(label(k) for k in doc if str(k) not in TOP_KEYS)
     if unknown:
         raise SpaceError(
             path, unknown[0], f"unknown key; expected one of {', '.join(sorted(TOP_KEYS))}"
@@ -179,7 +156,7 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         raise SpaceError(
             path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}"
         )
-    domains = {str(k): _domain(str(k), v, path) for k, v in raw_space.items()}
+    domains = {str(k): domain(str(k), v, path) for k, v in raw_space.items()}
     _check_size(path, search)
     space = Space(
         str(path),
@@ -194,9 +171,16 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         objectives,
         constraints,
         resources,
+        content_digest(doc),
     )
     _check_points(space)
     return space
+
+
+def content_digest(doc: dict) -> str:
+    """A short hash of a parsed space document (keys sorted; layout and comments ignored)."""
+    text = json.dumps(doc, sort_keys=True, default=repr)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
 def _check_size(path, search: SearchConfig) -> None:
@@ -226,13 +210,13 @@ def _section(model, doc: dict, key: str, path) -> Any:
     except pydantic.ValidationError as e:
         raise _pydantic_error(e, path, key) from None
     for field, value in section.model_dump().items():
-        _check_finite(value, path, f"{key}.{field}")
+        check_finite(value, path, f"{key}.{field}")
     return section
 
 
 def _pydantic_error(e: pydantic.ValidationError, path, prefix: str) -> SpaceError:
     err = e.errors(include_url=False)[0]
-    loc = ".".join(_label(x) for x in (prefix, *err["loc"]) if x != "")
+    loc = ".".join(label(x) for x in (prefix, *err["loc"]) if x != "")
     msg = err["msg"]
     if err["type"] == "extra_forbidden":
         msg = "unknown key"
@@ -249,7 +233,7 @@ def _objectives(raw, path) -> dict[str, str]:
         if metric not in OBJECTIVES:
             raise SpaceError(
                 path,
-                f"objectives.{_label(metric)}",
+                f"objectives.{label(metric)}",
                 f"unknown metric; expected one of {', '.join(OBJECTIVES)}",
             )
         if not isinstance(direction, str) or direction not in ("min", "max"):
@@ -260,118 +244,8 @@ def _objectives(raw, path) -> dict[str, str]:
     return out
 
 
-def _domain(key: str, raw, path) -> Domain:
-    where = f"space.{_label(key)}"
-    if key in DATA_KEYS:
-        raise SpaceError(path, where, "is set by the data set, not by the space")
-    if key not in SPACE_KEYS:
-        raise SpaceError(
-            path, where, "unknown metaparameter; expected one of " + ", ".join(sorted(SPACE_KEYS))
-        )
-    if isinstance(raw, dict):
-        kinds = [k for k in raw if k in DOMAIN_KINDS]
-        extra = [k for k in raw if k not in DOMAIN_KINDS]
-        if extra or len(kinds) != 1:
-            raise SpaceError(
-                path,
-                where,
-                "expected a value or exactly one of "
-                + ", ".join(f"{{{k}: ...}}" for k in DOMAIN_KINDS)
-                + f", got keys {excerpt(list(raw), typed=False)}",
-            )
-        kind = kinds[0]
-        arg = raw[kind]
-        if kind == "values":
-            if not isinstance(arg, list) or not arg:
-                raise SpaceError(path, f"{where}.values", "expected a non-empty list")
-            if len(arg) > MAX_POINTS:
-                raise SpaceError(
-                    path,
-                    f"{where}.values",
-                    f"expected at most {MAX_POINTS:,} values, got {len(arg):,}",
-                )
-            vals = tuple(
-                check_value(key, v, path, f"{where}.values[{i}]") for i, v in enumerate(arg)
-            )
-            return Domain("values", vals)
-        if not (isinstance(arg, list) and len(arg) == 2):
-            raise SpaceError(path, f"{where}.{kind}", "expected [low, high]")
-        lo, hi = (check_value(key, v, path, f"{where}.{kind}") for v in arg)
-        if kind == "int" and not all(isinstance(v, int) and abs(v) < 2**62 for v in (lo, hi)):
-            raise SpaceError(path, f"{where}.int", "expected integer bounds (below 2**62)")
-        if isinstance(lo, bool) or not isinstance(lo, int | float) or not lo < hi:
-            raise SpaceError(
-                path, f"{where}.{kind}", f"expected numbers with low < high, got {excerpt(arg)}"
-            )
-        if kind == "loguniform" and lo <= 0:
-            raise SpaceError(path, f"{where}.loguniform", f"expected low > 0, got {excerpt(lo)}")
-        return Domain(kind, (), lo, hi)
-    return Domain("fixed", (check_value(key, raw, path, where),))
-
-
-def check_value(key: str, raw, path, where: str):
-    """One value of a space key, checked against the metaparameter's type."""
-    if key in RECIPE_KEYS:
-        try:
-            Recipe(**{key: raw, **({"epochs": 10**6} if key == "warmup_epochs" else {})})
-        except pydantic.ValidationError as e:
-            err = e.errors()[0]
-            raise SpaceError(path, where, f"{err['msg']}, got {excerpt(raw)}") from None
-        _check_finite(raw, path, where)
-        return raw
-    if key == "base":
-        if not isinstance(raw, str) or raw not in arch.PRESETS:
-            raise SpaceError(
-                path, where, f"expected one of {', '.join(arch.PRESETS)}, got {excerpt(raw)}"
-            )
-        return raw
-    typ = ARCH_TYPES[key]
-    if key == "pool_after":
-        if not (
-            isinstance(raw, list)
-            and len(raw) <= 64  # a network has a few layers, named like fire12
-            and all(isinstance(x, str) and len(x) <= 64 for x in raw)
-        ):
-            raise SpaceError(
-                path,
-                where,
-                f"expected a list of layer names like [conv1, fire3], got {excerpt(raw)}",
-            )
-        return tuple(raw)
-    try:
-        value = _adapter(typ).validate_python(raw, strict=True)
-    except pydantic.ValidationError as e:
-        raise SpaceError(path, where, f"{e.errors()[0]['msg']}, got {excerpt(raw)}") from None
-    _check_finite(value, path, where)
-    limit = ARCH_INT_MAX.get(key, ARCH_INT_LIMIT)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) > limit:
-        size = " in size" if value < 0 else ""
-        raise SpaceError(path, where, f"expected at most {limit:,}{size}, got {excerpt(value)}")
-    try:  # range checks live in one place: architecture.check
-        arch.check(arch.ArchSpec().replace(**{key: value}))
-    except arch.ArchError as e:
-        if e.key == key:
-            raise SpaceError(path, where, e.message) from None
-    return value
-
-
-@functools.cache
-def _adapter(typ) -> pydantic.TypeAdapter:
-    return pydantic.TypeAdapter(typ)
-
-
-def _check_finite(value, path, where: str) -> None:
-    if isinstance(value, float) and not math.isfinite(value):
-        raise SpaceError(path, where, f"expected a finite number, got {excerpt(value)}")
-
-
 def _kind(x) -> str:
     return "nothing" if x is None else type(x).__name__
-
-
-def _label(key) -> str:
-    """A key from the file as it appears in a key path: clipped, on one line."""
-    return spacefile.label(key)
 
 
 # ---------------------------------------------------------------- points

@@ -1,29 +1,27 @@
 """`explorer sweep`: a space's points trained as Ray Tune trials, one results table.
 
 A trial is one point of the space and one seed, or, with `search.vmap_seeds`
-(the default when trials get a GPU), a point and all its seeds trained together
-by the vmapped trainer. Ray runs
-in this process when no address is given, or joins a cluster with `address`.
+(the default when trials get a GPU), a point and all its seeds trained together.
+Ray runs in this process when no address is given, or joins a cluster with
+`address`. The sweep folder (`explorer.sweep_folder`) is the source of truth:
+`--resume` starts trials only for what has no row yet, so after Ctrl-C or
+`kill -9` no finished trial is lost or trained twice.
 
-The sweep folder is the source of truth:
-
-    OUT/space.yaml        the space file as the sweep started (checked on --resume)
-    OUT/rows/*.parquet    one file per finished trial-seed, written atomically by
-                          this driver (so a cluster needs no shared file system)
-    OUT/results.parquet   all rows, gathered when the sweep ends
-    OUT/tune/             Ray Tune's own experiment folder
-
-`--resume` reads rows/ and starts trials only for what has no row yet, so after
-Ctrl-C or `kill -9` no finished trial is lost or trained twice. Constraints are
-checked here before a trial starts: a point over them becomes a `skipped` row.
-A trial that fails (NaN loss, an exception) becomes a `failed` row; one whose
-worker dies is retried `search.max_failures` times first.
+Before the first trial the data set is loaded here and, on a cluster, on every
+node, so a missing or corrupt data set is one error line, not a failed row per
+trial. Constraints are checked here too: a point over them becomes a `skipped`
+row. A trial that fails (NaN loss, an exception) becomes a `failed` row; one
+whose worker dies is retried `search.max_failures` times first.
 """
 
 from __future__ import annotations
 
-import hashlib
+import ipaddress
+import os
+import signal
+import socket
 import sys
+import threading
 from pathlib import Path
 
 import pandas as pd
@@ -31,11 +29,19 @@ import pandas as pd
 from explorer import results, rows, search
 from explorer import settings as settings_mod
 from explorer import space as spaces
+from explorer import sweep_folder as folder
 from explorer.settings import Settings
+from explorer.sweep_folder import SweepError
+
+CONNECT_TIMEOUT_S = 60  # a cluster that does not answer in this time is an error
 
 
-class SweepError(Exception):
-    """A sweep that cannot start or resume; printed as one line, exit status 2."""
+class SweepInterrupted(Exception):
+    """The sweep stopped before every row was done (Ctrl-C, SIGTERM); rows kept."""
+
+    def __init__(self, done: int, total: int):
+        super().__init__(f"interrupted: {done} of {total} rows; run again with --resume")
+        self.done, self.total = done, total
 
 
 def default_output(space: spaces.Space) -> Path:
@@ -53,36 +59,14 @@ def seed_groups(space: spaces.Space) -> list[list[int]]:
     return [seeds] if vmap else [[s] for s in seeds]
 
 
-def space_digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
+def preflight(space: spaces.Space, settings: Settings) -> None:
+    """Load the data set once here, so a missing or corrupt one stops the sweep at once."""
+    from explorer import data as datasets
 
-
-def prepare_output(space_path: Path, out: Path, resume: bool) -> set[str]:
-    """Create or reopen the sweep folder; the trial ids that already have rows."""
-    saved = out / "space.yaml"
-    row_dir = out / "rows"
-    if saved.exists():
-        if not resume:
-            raise SweepError(
-                f"{out}: a sweep already lives here; add --resume to continue it, "
-                "or choose another --output"
-            )
-        if space_digest(saved) != space_digest(space_path):
-            raise SweepError(
-                f"{space_path}: differs from the space this sweep started with ({saved}); "
-                "resume with that file, or start a new sweep in another --output"
-            )
-    elif resume and row_dir.exists():
-        raise SweepError(f"{out}: has rows but no space.yaml; cannot tell what to resume")
-    out.mkdir(parents=True, exist_ok=True)
-    if not saved.exists():
-        saved.write_bytes(space_path.read_bytes())
-    if not row_dir.exists():
-        return set()
-    done = {f.stem for f in row_dir.glob("*.parquet")}
-    for f in row_dir.glob("*.tmp"):  # a write a crash interrupted: never a row
-        f.unlink()
-    return done
+    ds = space.dataset
+    datasets.load(
+        ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download, settings.fashion_mnist_dir
+    )
 
 
 def run(
@@ -92,54 +76,64 @@ def run(
     address: str | None = None,
     node_ip_address: str | None = None,
     resume: bool = False,
+    retry_failed: bool = False,
     max_concurrent: int | None = None,
     settings: Settings | None = None,
     stream=None,
 ):
     """Run (or resume) a sweep; returns the results table.
 
-    settings: how trials run; default: read from the environment (this is an entry point).
+    settings: how trials run; default: read from the environment (this is an
+    entry point). Raises SweepInterrupted, after saving every finished row,
+    when the sweep stopped before its last row.
     """
     stream = stream or sys.stderr
     settings = settings or settings_mod.from_env()
     space_path = Path(space_path)
     space = spaces.load(space_path)
-    out = Path(out or default_output(space)).resolve()
-    done = prepare_output(space_path, out, resume)
-    how = search.method(space)
-
-    if how.proposes:  # a searcher proposes the points; done ones warm-start it
-        todo_pts, skipped = [], []
-        n_done = len({rows.point_id(t) for t in done})
-        total = space.search.num_samples * space.search.seeds
-        remaining = max(space.search.num_samples - n_done, 0)
-    else:
-        pts = spaces.points(space)
-        todo_pts, skipped = rows.skipped_rows(space, pts)
-        total = len(pts) * space.search.seeds
-        n_done = 0
-    for r in skipped:
-        if r["trial_id"] not in done:
-            r.update(finished_at=pd.Timestamp.now(tz="UTC"), versions=results.versions())
-            results.write_row(out, r)
-            done.add(r["trial_id"])
-    configs = [
-        {"index": p.index, "values": p.values, "seeds": g}
-        for p in todo_pts
-        for g in seed_groups(space)
-        if not all(rows.trial_id(space.name, p.index, s) in done for s in g)
-    ]
-    print(
-        f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "
-        f"seed(s) per point), {len(done)} already done, into {out}",
-        file=stream,
-        flush=True,
-    )
-    if remaining if how.proposes else configs:
-        ray_at = {"address": address, "node_ip_address": node_ip_address}
-        _fit(space, out, configs, done, total, n_done, settings, max_concurrent, **ray_at)
-    table = results.load(out)
-    results.save(table, out / "results.parquet")
+    out = Path(out or default_output(space)).absolute()
+    folder.prepare(space_path, space, out, resume or retry_failed)
+    with folder.locked(out):
+        done = folder.done_rows(out, space, retry_failed, stream)
+        preflight(space, settings)
+        if address is not None:
+            node_ip_address = _reachable(address, node_ip_address)
+        how = search.method(space)
+        if how.proposes:  # a searcher proposes the points; done ones warm-start it
+            todo_pts, skipped = [], []
+            n_done = len({rows.point_id(t) for t in done})
+            total = space.search.num_samples * space.search.seeds
+            remaining = max(space.search.num_samples - n_done, 0)
+        else:
+            pts = spaces.points(space)
+            todo_pts, skipped = rows.skipped_rows(space, pts)
+            total = len(pts) * space.search.seeds
+            n_done = remaining = 0
+        for r in skipped:
+            if r["trial_id"] not in done:
+                r.update(finished_at=pd.Timestamp.now(tz="UTC"), versions=results.versions())
+                results.write_row(out, r)
+                done.add(r["trial_id"])
+        configs = [
+            {"index": p.index, "values": p.values, "seeds": g}
+            for p in todo_pts
+            for g in seed_groups(space)
+            if not all(rows.trial_id(space.name, p.index, s) in done for s in g)
+        ]
+        print(
+            f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "
+            f"seed(s) per point), {len(done)} already done, into {out}",
+            file=stream,
+            flush=True,
+        )
+        if remaining if how.proposes else configs:
+            ray_at = {"address": address, "node_ip_address": node_ip_address}
+            _fit(space, out, configs, done, total, n_done, settings, max_concurrent, **ray_at)
+        table = results.load(out)
+        results.save(table, out / "results.parquet")
+        results.save_curves(results.load_curves(out), out / "curves.parquet")
+    if len(table) < total:
+        raise SweepInterrupted(len(table), total)
     return table
 
 
@@ -164,7 +158,10 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
     started_here = not ray.is_initialized()
     if started_here:
         if address:
-            ray.init(address=address, _node_ip_address=node_ip_address, **kwargs)
+            with _deadline(f"--address {address}: no Ray cluster answered within "
+                           f"{CONNECT_TIMEOUT_S} s"):  # fmt: skip
+                ray.init(address=address, _node_ip_address=node_ip_address, **kwargs)
+            _check_nodes(space, settings)
         else:
             ray.init(include_dashboard=False, **kwargs)
     try:
@@ -204,10 +201,92 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
             verbose=0,
         )
         tuner = tune.Tuner(fn, param_space=param_space, tune_config=tune_cfg, run_config=run_cfg)
-        tuner.fit()
+        # Tune ends a run gracefully on SIGINT (Ctrl-C); SIGTERM asks for the same.
+        previous = signal.signal(signal.SIGTERM, lambda *_: signal.raise_signal(signal.SIGINT))
+        try:
+            tuner.fit()
+        finally:
+            signal.signal(signal.SIGTERM, previous)
+        if writer.write_error:
+            raise SweepError(f"{out}: cannot write rows ({writer.write_error})")
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _reachable(address: str, node_ip_address: str | None) -> str | None:
+    """Check that something listens at a head's address (seconds, not forever);
+    for a loopback head, keep Ray on loopback. Returns the node address to use."""
+    if address == "auto":
+        return node_ip_address
+    host, _, port = address.rpartition(":")
+    try:
+        port_n = int(port)
+        with socket.create_connection((host, port_n), timeout=5):
+            pass
+    except (ValueError, OSError) as e:
+        why = "expected HOST:PORT" if isinstance(e, ValueError) else (e.strerror or str(e))
+        raise SweepError(
+            f"--address {address}: no Ray head answers there ({why}); start one with "
+            f"`ray start --head --node-ip-address={host or 'HOST'} --port={port or 'PORT'}`"
+        ) from None
+    try:
+        loopback = ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = host == "localhost"
+    if loopback:
+        # Ray rewrites 127.0.0.1 to the interface address unless told not to, and a
+        # head reachable from this machine only runs without an auth token.
+        settings_mod.local_ray_env()
+        return node_ip_address or host
+    return node_ip_address
+
+
+class _deadline:
+    """Exit the process with one line if a block (ray.init) outlasts CONNECT_TIMEOUT_S.
+
+    ray.init retries a cluster that does not answer without a limit, and cannot
+    be interrupted from another thread.
+    """
+
+    def __init__(self, message: str):
+        self.timer = threading.Timer(CONNECT_TIMEOUT_S, self._expire, (message,))
+        self.timer.daemon = True
+
+    @staticmethod
+    def _expire(message: str) -> None:
+        print(f"explorer: error: {message}", file=sys.stderr, flush=True)
+        os._exit(2)
+
+    def __enter__(self):
+        self.timer.start()
+
+    def __exit__(self, *exc):
+        self.timer.cancel()
+
+
+def _check_nodes(space: spaces.Space, settings: Settings) -> None:
+    """Load the data set on every node of the cluster, as its trials will."""
+    import ray
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    @ray.remote(num_cpus=0)
+    def check(space, settings):
+        preflight(space, settings)
+
+    pending = {}
+    for node in ray.nodes():
+        if node.get("Alive"):
+            where = NodeAffinitySchedulingStrategy(node["NodeID"], soft=False)
+            ref = check.options(scheduling_strategy=where).remote(space, settings)
+            pending[node.get("NodeManagerAddress", node["NodeID"])] = ref
+    for addr, ref in pending.items():
+        try:
+            ray.get(ref, timeout=300)
+        except ray.exceptions.RayTaskError as e:
+            cause = getattr(e, "cause", None) or e
+            ray.shutdown()
+            raise SweepError(f"node {addr}: {str(cause).strip().splitlines()[-1]}") from None
 
 
 def _prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:

@@ -36,20 +36,34 @@ class RowWriter(tune.Callback):
         self.finished = self.failed = 0
         self.metric, self.direction = next(iter(space.objectives.items()))
         self.best: tuple[float, str] | None = None
+        self.first_start: dict[str, float] = {}  # a retried trial keeps its first start
+        self.write_error = ""  # the first row that could not be written (full disk...)
+        self.curves: dict[tuple[str, int], list[dict]] = {}  # (Tune's trial id, seed) -> epochs
 
     def on_trial_start(self, iteration, trials, trial, **info):
+        self.first_start.setdefault(trial.trial_id, time.time())
         if trial.trial_id not in self.indices:
             self.indices[trial.trial_id] = self.next_index
             self.next_index += 1
 
-    def _write(self, ended: list[dict], trial) -> None:
+    def _write(self, ended: list[dict], trial, errored: bool = False) -> None:
+        # A worker that died counts as a failure; its retry is another attempt.
+        attempts = trial.num_failures + (0 if errored else 1)
+        elapsed = time.time() - self.first_start.get(trial.trial_id, time.time())
         for r in ended:
             if r["point"] < 0:
                 r["point"] = self.indices.get(trial.trial_id, self.next_index)
                 r["trial_id"] = rows.trial_id(self.space.name, r["point"], r["seed"])
             r.setdefault("finished_at", now())
             r.setdefault("versions", results.versions())
-            results.write_row(self.out, r)
+            r["attempts"] = max(attempts, 1)
+            if attempts > 1 or "wall_s" not in r:  # every attempt's time, lost ones too
+                r["wall_s"] = elapsed
+            try:
+                results.write_row(self.out, r)
+            except OSError as e:
+                self.write_error = self.write_error or f"{r['trial_id']}: {e.strerror or e}"
+                continue
             self.finished += 1
             if r["status"] == "failed":
                 self.failed += 1
@@ -61,6 +75,23 @@ class RowWriter(tune.Callback):
                 if better:
                     self.best = (value, r["trial_id"])
 
+    def on_trial_result(self, iteration, trials, trial, result, **info):
+        """Each epoch's metrics, per seed, to curves/<trial_id>.parquet as they come."""
+        for point in result.get("curve") or []:
+            seed = int(point["seed"])
+            key = (trial.trial_id, seed)
+            self.curves.setdefault(key, []).append(point)
+            row = next((r for r in result.get("rows", []) if r["seed"] == seed), None)
+            if row is None:
+                continue
+            index = row["point"] if row["point"] >= 0 else self.indices.get(trial.trial_id, -1)
+            try:
+                results.write_curve(
+                    self.out, rows.trial_id(self.space.name, index, seed), self.curves[key]
+                )
+            except OSError as e:
+                self.write_error = self.write_error or f"curves: {e.strerror or e}"
+
     def on_trial_complete(self, iteration, trials, trial, **info):
         ended = (trial.last_result or {}).get("rows")
         if not ended:
@@ -69,7 +100,7 @@ class RowWriter(tune.Callback):
         self._progress(trials, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
-        self._write(self._rows_for(trial, "failed", _error_text(trial)), trial)
+        self._write(self._rows_for(trial, "failed", _error_text(trial)), trial, errored=True)
         self._progress(trials, trial)
 
     def _rows_for(self, trial, status: str, error: str) -> list[dict]:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from explorer import rows as rowlib
 from explorer import space as spaces
-from explorer.results import MAXIMISED, OBJECTIVES
+from explorer.metrics import MAXIMISED, OBJECTIVES
 from explorer.settings import Settings
 
 # Metrics a trial reports each epoch, mean over its seeds (for schedulers and searchers).
@@ -50,6 +50,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download, settings.fashion_mnist_dir
     )
     host = _host()
+    t0 = time.perf_counter()
 
     def on_epoch(ep: int, m: dict) -> None:
         partial = [
@@ -63,12 +64,16 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
             }
             for i, r in enumerate(rows)
         ]
+        curve = [
+            {"seed": r["seed"], "epoch": ep, **{k: float(m[k][i]) for k in EPOCH_METRICS},
+             "wall_s": time.perf_counter() - t0}
+            for i, r in enumerate(rows)
+        ]  # fmt: skip
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
         means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
-        tune.report({"epoch": ep, "done": False, "rows": partial, **means})
+        tune.report({"epoch": ep, "done": False, "rows": partial, "curve": curve, **means})
 
-    t0 = time.perf_counter()
     try:
         records = train.train_and_evaluate(
             point.arch, point.recipe, data, seeds, on_epoch, settings=settings

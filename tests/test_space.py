@@ -3,6 +3,7 @@
 import subprocess
 import sys
 
+import numpy as np
 import pytest
 
 from explorer import architecture as arch
@@ -16,7 +17,12 @@ from .conftest import SPACES
 def test_shipped_spaces_load_and_plan(name):
     space = spaces.load(SPACES / f"{name}.yaml")
     pts = spaces.points(space)
-    assert pts and all(arch.plan(p.arch) for p in pts)
+    varied = [d for d in space.domains.values() if d.kind != "fixed"]
+    assert len(pts) == np.prod([len(d.values) for d in varied])  # the whole grid
+    assert len({p.arch for p in pts}) == len(pts)  # each point a different network
+    for p in pts:
+        plan = arch.plan(p.arch)
+        assert len(plan.fires) == p.arch.num_fire and plan.fires[-1].out_ch > 0
     assert space.base_spec.image_size == 28 and space.base_spec.num_classes == 10
 
 

@@ -106,7 +106,7 @@ def test_failing_trials_become_rows_and_the_sweep_completes(ray_cluster, tiny_sp
         "sweep", space, "--output", out, *cluster_args(ray_cluster), env=ray_cluster["env"]
     )
     text, _ = proc.communicate(timeout=600)
-    assert proc.returncode == 0, text
+    assert proc.returncode == 1, text  # finished, with failed rows: exit status 1
     t = results.load(out).set_index("trial_id")
     assert len(t) == 4
     assert t.loc["faulty-p0000-s0", "status"] == "ok"
@@ -116,7 +116,8 @@ def test_failing_trials_become_rows_and_the_sweep_completes(ray_cluster, tiny_sp
     assert "injected fault" in t.loc["faulty-p0002-s0", "error"]
     # The worker process of the 'crash' trial died once; Ray retried it.
     assert t.loc["faulty-p0003-s0", "status"] == "ok", t.loc["faulty-p0003-s0", "error"]
-    assert "failed: faulty-p0001-s0" in text
+    assert t.loc["faulty-p0003-s0", "attempts"] == 2 and t.loc["faulty-p0000-s0", "attempts"] == 1
+    assert "failed: faulty-p0001-s0" in text and "--retry-failed" in text
 
 
 def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, capsys):

@@ -1,0 +1,141 @@
+"""The sweep folder: the source of truth of a sweep, and safe against its faults.
+
+    OUT/space.yaml        the space file as the sweep started
+    OUT/.lock             held (flock) by the running sweep; names its host and pid
+    OUT/rows/*.parquet    one file per finished trial-seed, written atomically by
+                          the driver; each row carries its space's digest
+    OUT/rows/corrupt/     row files that could not be read, moved aside (re-run)
+    OUT/rows/replaced/    failed rows a --retry-failed sweep trains again
+    OUT/results.parquet   all rows, gathered when the sweep ends
+    OUT/tune/             Ray Tune's own experiment folder
+
+A row counts as done only when it is readable and its `space_digest` is the
+space's, so rows of another space in the same folder are never taken for this
+one's. The lock is an OS file lock: it goes with the process that holds it, so
+a sweep killed with SIGKILL leaves no stale lock.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+import pandas as pd
+
+from explorer import space as spaces
+
+
+class SweepError(Exception):
+    """A sweep that cannot start or resume; printed as one line, exit status 2."""
+
+
+@contextlib.contextmanager
+def locked(out: Path):
+    """Hold the sweep folder's lock for the duration; refuse if another sweep holds it."""
+    lock = out / ".lock"
+    try:
+        fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise SweepError(f"{out}: cannot write in the sweep folder ({e.strerror or e})") from None
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = _holder(lock)
+            raise SweepError(
+                f"{out}: another sweep is running in this folder ({holder}); wait for it "
+                "to end, or choose another --output"
+            ) from None
+        os.ftruncate(fd, 0)
+        me = {"host": socket.gethostname(), "pid": os.getpid()}
+        os.write(fd, json.dumps(me).encode())
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
+def _holder(lock: Path) -> str:
+    try:
+        who = json.loads(lock.read_text() or "{}")
+        return f"host {who.get('host', '?')}, pid {who.get('pid', '?')}"
+    except (OSError, ValueError):
+        return "holder unknown"
+
+
+def prepare(space_path: Path, space: spaces.Space, out: Path, resume: bool) -> None:
+    """Create or reopen the sweep folder for this space; refuse what would mix sweeps."""
+    saved = out / "space.yaml"
+    if saved.exists():
+        if not resume:
+            raise SweepError(
+                f"{out}: a sweep already lives here; add --resume to continue it, "
+                "or choose another --output"
+            )
+        try:
+            before = spaces.load(saved).digest
+        except spaces.SpaceError:
+            before = None
+        if before != space.digest:
+            raise SweepError(
+                f"{space_path}: differs from the space this sweep started with ({saved}); "
+                "resume with that file, or start a new sweep in another --output"
+            )
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        if not out.is_dir():
+            raise NotADirectoryError(f"{out} is not a folder")
+        if not saved.exists():
+            saved.write_bytes(space_path.read_bytes())
+    except OSError as e:
+        raise SweepError(f"{out}: cannot use as the sweep folder ({e.strerror or e})") from None
+
+
+def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream=None) -> set[str]:
+    """Trial ids that already have a row of this space; clean up what a crash left.
+
+    A row file that cannot be read is moved to rows/corrupt/ (its trial runs
+    again) with a warning. Rows of another space refuse the sweep. With
+    retry_failed, failed rows move to rows/replaced/ and their trials run again.
+    """
+    stream = stream or sys.stderr
+    rows = out / "rows"
+    if not rows.is_dir():
+        return set()
+    for f in rows.glob("*.tmp"):  # a write a crash interrupted: never a row
+        f.unlink(missing_ok=True)
+    done = set()
+    for f in sorted(rows.glob("*.parquet")):
+        try:
+            row = pd.read_parquet(f, columns=None)
+            digest = str(row["space_digest"].iloc[0]) if "space_digest" in row else ""
+            status = str(row["status"].iloc[0])
+        except Exception as e:
+            aside = _move(f, rows / "corrupt")
+            print(
+                f"explorer: warning: {f}: unreadable row ({type(e).__name__}); moved to "
+                f"{aside} and its trial runs again",
+                file=stream,
+            )
+            continue
+        if digest and digest != space.digest:  # (rows of older versions carry none)
+            raise SweepError(
+                f"{f}: a row of another space (digest {digest or 'none'}, this space's "
+                f"{space.digest}); start this sweep in another --output"
+            )
+        if retry_failed and status == "failed":
+            _move(f, rows / "replaced")
+            continue
+        done.add(f.stem)
+    return done
+
+
+def _move(f: Path, folder: Path) -> Path:
+    folder.mkdir(exist_ok=True)
+    target = folder / f.name
+    os.replace(f, target)
+    return target

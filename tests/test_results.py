@@ -1,0 +1,120 @@
+"""The results table: its schema covers every field a row gets, files and their errors."""
+
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pandas as pd
+import pytest
+
+from explorer import architecture as arch
+from explorer import models, results, rows, train
+from explorer import space as spaces
+from explorer.recipe import Recipe
+
+from .conftest import SPACES
+
+# Filled in by the sweep's trainable and row writer (explorer.trial, explorer.sweep_rows).
+ADDED_BY_THE_SWEEP = {"host", "finished_at", "versions"}
+
+
+def test_schema_covers_every_field_a_row_gets(fmnist_small):
+    space = spaces.load(SPACES / "quickstart.yaml")
+    point = spaces.points(space)[0]
+    base = rows.base_row(space, point, 0)
+    recipe = Recipe(epochs=1, batch_size=64, warmup_epochs=0.0)
+    tiny = point.arch.replace(conv1_filters=8, base_e=8, incr_e=8)
+    [record] = train.train_and_evaluate(tiny, recipe, fmnist_small, [0], measure_costs=False)
+    produced = set(base) | set(record) | ADDED_BY_THE_SWEEP
+    assert produced == set(results.SCHEMA), (
+        f"not in SCHEMA: {produced - set(results.SCHEMA)}; "
+        f"never produced: {set(results.SCHEMA) - produced}"
+    )
+    assert set(results.DIRECTIONS) <= set(results.SCHEMA)
+    assert set(results.OBJECTIVES) <= set(results.DIRECTIONS)
+
+
+def test_rows_round_trip_through_parquet_and_csv(tmp_path):
+    row = {"trial_id": "s-p0000-s0", "status": "ok", "accuracy": 0.5, "params": 10, "seed": 0}
+    results.write_row(tmp_path, row)
+    results.write_row(tmp_path, {**row, "trial_id": "s-p0001-s0", "accuracy": 0.75, "params": 20})
+    assert not list((tmp_path / "rows").glob("*.tmp"))  # written atomically
+    table = results.load(tmp_path)
+    assert list(table.columns) == results.COLUMNS
+    assert table["accuracy"].tolist() == [0.5, 0.75] and str(table["params"].dtype) == "Int64"
+    table.to_csv(tmp_path / "t.csv", index=False)
+    back = results.load(tmp_path / "t.csv")
+    pd.testing.assert_series_equal(back["accuracy"], table["accuracy"])
+    assert back["trial_id"].tolist() == table["trial_id"].tolist()
+
+
+def test_unknown_columns_and_non_tables_are_errors(tmp_path):
+    with pytest.raises(results.ResultsError, match=r"not in results.SCHEMA: \['colour'\]"):
+        results.conform(pd.DataFrame({"trial_id": ["a"], "colour": ["red"]}))
+    (tmp_path / "x.csv").write_text("a,b\n1,2\n")
+    with pytest.raises(results.ResultsError, match="not a results table"):
+        results.load(tmp_path / "x.csv")
+    with pytest.raises(results.ResultsError, match="expected a sweep folder"):
+        results.load(tmp_path / "x.txt")
+    (tmp_path / "rows").mkdir()
+    (tmp_path / "rows" / "bad.parquet").write_bytes(b"not parquet")
+    with pytest.raises(results.ResultsError, match="bad.parquet: not a readable Parquet"):
+        results.load(tmp_path)
+
+
+def _one_update(recipe: Recipe, params, grads):
+    tx = train.optimizer(recipe, steps_per_epoch=10)
+    updates, _ = tx.update(grads, tx.init(params), params)
+    return np.asarray(optax.apply_updates(params, updates))
+
+
+@pytest.mark.parametrize(
+    "optimizer, momentum, nesterov, wd",
+    [
+        ("sgd", 0.0, False, 0.0),
+        ("sgd", 0.9, False, 0.1),
+        ("sgd", 0.9, True, 0.1),
+        ("adam", 0.9, False, 0.0),
+        ("adam", 0.9, False, 0.1),
+        ("adamw", 0.9, False, 0.1),
+    ],
+)
+def test_each_optimiser_branch_takes_the_textbook_first_step(optimizer, momentum, nesterov, wd):
+    lr = 0.1
+    recipe = Recipe(
+        optimizer=optimizer,
+        learning_rate=lr,
+        momentum=momentum,
+        nesterov=nesterov,
+        weight_decay=wd,
+        schedule="constant",
+        warmup_epochs=0.0,
+    )
+    w = jnp.array([1.0, -2.0, 3.0])
+    g = jnp.array([0.5, 0.5, -1.0])
+    got = _one_update(recipe, w, g)
+    if optimizer == "sgd":  # L2 added to the gradient (as PyTorch); nesterov looks ahead
+        d = g + wd * w
+        step = d * (1 + momentum) if nesterov else d
+        want = w - lr * step
+    elif optimizer == "adam":  # first Adam step: lr * sign of the (L2-added) gradient
+        want = w - lr * jnp.sign(g + wd * w)
+    else:  # adamw: decoupled decay, lr * wd * w, beside the sign step
+        want = w - lr * jnp.sign(g) - lr * wd * w
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
+@pytest.fixture(scope="module")
+def fmnist_small():
+    from explorer import data as datasets
+
+    return datasets.load("fashion_mnist", train_size=128, test_size=64)
+
+
+def test_a_base_row_knows_the_complexity_before_training():
+    space = spaces.load(SPACES / "quickstart.yaml")
+    for p in spaces.points(space):
+        r = rows.base_row(space, p, 1)
+        assert r["trial_id"] == rows.trial_id(space.name, p.index, 1)
+        assert rows.point_id(r["trial_id"]) == f"{space.name}-p{p.index:04d}"
+        built = models.param_shapes(models.build(arch.plan(p.arch)))
+        assert r["params"] == models.count_params(built) > 0
