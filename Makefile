@@ -27,7 +27,12 @@ data:
 demo: install data
 	$(BIN)/explorer sweep spaces/quickstart.yaml --output runs/quickstart --resume --report
 
-test: install data
+# Debian's Chromium: tests/test_browser.py opens the report in it, headless.
+browser:
+	@command -v chromium >/dev/null || { \
+		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
+
+test: install data browser
 	$(BIN)/python -m pytest -q
 
 bench: install data

@@ -3,17 +3,20 @@
 import base64
 import re
 import sys
+import time
 from pathlib import Path
 
 import matplotlib
 import nbformat
+import numpy as np
 import pandas as pd
 import pytest
 from nbclient import NotebookClient
 from PIL import Image
 
 from explorer import cli, results
-from explorer.analysis.pareto import aggregate_seeds
+from explorer.analysis import interactive
+from explorer.analysis.pareto import aggregate_seeds, pareto_mask
 from explorer.analysis.report import figures, markdown_table, pareto_table, write_report
 from explorer.results import COLUMNS, ResultsError, conform
 
@@ -98,7 +101,11 @@ def grid() -> pd.DataFrame:
 
 
 def test_write_report_files(grid, tmp_path):
-    out = write_report(grid, tmp_path / "report")
+    # with a curves table (one row per trial, seed and epoch): the front's learning curves
+    curves = pd.DataFrame(
+        dict(trial_id="grid-0-s0", seed=0, epoch=[1, 2], accuracy=[0.5, 0.6], train_loss=[1, 0.5])
+    )
+    out = write_report(grid, tmp_path / "report", curves=curves)
     assert out["report.md"] == tmp_path / "report/report.md"
     pngs = sorted(name for name in out if name.endswith(".png"))
     expected = {
@@ -130,11 +137,30 @@ def test_write_report_files(grid, tmp_path):
     assert "grid-8-s0" in md
 
     page = out["report.html"].read_text(encoding="utf-8")
-    images = re.findall(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
+    images = re.findall(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)"', page)
     assert len(images) == len(pngs)  # self-contained: every figure embedded
     assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
     assert "RESOURCE_EXHAUSTED" in page and "<table" in page
-    assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', page))
+    html_only = page.replace(interactive.plotly_js(), "")  # the page, less plotly.js
+    assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', html_only))
+    assert_interactive_page(
+        page, ["plot-front", "plot-objectives", "plot-edfs", "plot-learning_curves"]
+    )
+    assert "Interactive versions" in md and "plotly" not in md
+
+
+def assert_interactive_page(page: str, plots: list[str]) -> None:
+    """One page, offline: plotly.js inlined exactly once, no script from anywhere, every plot."""
+    assert page.count("<html") == 1 and page.count("</html>") == 1
+    assert page.count(interactive.plotly_js()) == 1
+    assert page.count("plotly.js v") == 1  # the bundle's banner: inlined once
+    html_only = page.replace(interactive.plotly_js(), "")
+    assert not re.search(r"<script[^>]*\bsrc=", html_only)  # no CDN, no file beside it
+    assert "<script" in html_only and "http" not in html_only.replace("http://www.w3.org", "")
+    ids = re.findall(r'<div id="(plot-[a-z_]+)" class="plotly-graph-div"', page)
+    assert ids == plots
+    for div in ids:
+        assert f'Plotly.newPlot(                        "{div}"' in page
 
 
 def test_pareto_table_mean_and_std_over_seeds(grid):
@@ -199,7 +225,9 @@ def test_report_from_a_saved_table_as_the_cli_calls_it(grid, tmp_path):
     path = results.save(grid, tmp_path / "results.parquet")
     out = write_report(results.load(path), tmp_path / "out", title="Grid study")
     assert out["report.md"].read_text(encoding="utf-8").startswith("# Grid study\n")
-    assert "<title>Grid study</title>" in out["report.html"].read_text(encoding="utf-8")
+    page = out["report.html"].read_text(encoding="utf-8")
+    assert "<title>Grid study</title>" in page
+    assert_interactive_page(page, ["plot-front", "plot-objectives", "plot-edfs"])  # no curves
 
 
 def test_table_without_required_columns_is_rejected(tmp_path):
@@ -220,8 +248,192 @@ def test_unknown_objective_is_rejected(grid, tmp_path):
         write_report(grid, tmp_path, objectives={"energy": "min", "accuracy": "max"})
 
 
-def run_notebook(extra: str = "") -> tuple[str, int]:
-    """Execute the notebook (plus an `extra` last cell): its printed text, its image count."""
+# ---------------------------------------------------------------- interactive figures
+def test_front_figure_points_hover_presets_and_dropdown(grid):
+    fig = interactive.front(grid)
+    agg = interactive.architectures(grid)
+    assert len(agg) == 6
+    everything, front = fig.data[0], fig.data[1]
+    assert len(everything.x) == 6 and front.name == "Pareto front"
+    on = pareto_mask(agg, {"params": "min", "accuracy": "max"})
+    assert len(front.x) == on.sum() == 4
+    assert list(front.x) == sorted(front.x) and front.line.shape == "hv"
+    # error bars: the seeds' spread of the accuracy
+    np.testing.assert_allclose(everything.error_y.array, agg["accuracy_std"])
+    # hover: every architecture's trial ids, metaparameters and metrics
+    custom = np.asarray(everything.customdata)
+    assert list(custom[:, 0]) == [f"grid-{i}-s0, grid-{i}-s1" for i in range(6)]
+    template = everything.hovertemplate
+    for name in ("squeeze_ratio = ", "pct3x3 = ", "parameters: ", "model size (int8): ", "seeds: "):
+        assert name in template
+    column = {
+        line.split("%{")[0]: int(re.search(r"customdata\[(\d+)\]", line)[1])
+        for line in template.split("<br>")
+    }
+    assert custom[0][column["squeeze_ratio = "]] == "0.125"
+    assert custom[0][column["test top-1 accuracy: "]] == "81.33% ± 0.28%"
+    assert custom[0][column["parameters: "]] == "328,125"
+    # no preset in this grid (squeezenet1_1 has pct3x3 0.5)
+    assert [t.name for t in fig.data[2:]] == []
+    # the dropdown: every measured size/cost column, each with its own front
+    menu = fig.layout.updatemenus[0]
+    labels = [b.label for b in menu.buttons]
+    assert labels == [
+        f"x: {interactive.label(c)}"
+        for c in ("params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms")
+    ]
+    latency = menu.buttons[-1].args
+    on = pareto_mask(agg, {"latency_b1_ms": "min", "accuracy": "max"})
+    assert latency[0]["x"][0] == list(agg["latency_b1_ms"])
+    assert len(latency[0]["x"][1]) == on.sum()
+    assert latency[1]["xaxis.title.text"] == "latency, batch 1 (ms)"
+
+
+def test_front_marks_presets_and_offers_later_columns(grid):
+    # Columns other work may add appear in the menu when measured; presets are stars.
+    ok = grid[grid["status"] == "ok"].copy()
+    ok["bytes_compressed"] = ok["bytes_int8"] // 2
+    ok["latency_ort_b1_ms"] = np.nan
+    ok.loc[ok["point"] == 0, "pct3x3"] = 0.5  # SR 0.125: squeezenet1_1's metaparameters
+    fig = interactive.front(ok)
+    labels = [b.label for b in fig.layout.updatemenus[0].buttons]
+    assert "x: model size (compressed)" in labels
+    assert not any("ONNX" in label for label in labels)  # not measured: not offered
+    stars = [t for t in fig.data if t.name == "squeezenet1_1"]
+    assert len(stars) == 1 and len(stars[0].x) == 1 and stars[0].marker.symbol == "star"
+
+
+def test_parallel_edfs_and_learning_curves(grid):
+    par = interactive.parallel(grid)
+    names = [d.label.split()[0] for d in par.data[0].dimensions]
+    assert names[:2] == ["pct3x3", "squeeze_ratio"]  # the varied metaparameters first
+    assert names[2:] == ["accuracy", "params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms"]
+    size = par.data[0].dimensions[3]
+    assert size.range[0] > size.range[1]  # a minimised objective: better is up
+    with pytest.raises(ValueError, match="3 or more"):
+        interactive.parallel(grid, columns=["accuracy", "params"])
+
+    edfs = interactive.edfs(grid)
+    views = [b.label for b in edfs.layout.updatemenus[0].buttons]
+    assert views == [
+        "all models",
+        "by pct3x3",
+        "by pct3x3, equal params",
+        "by squeeze_ratio",
+        "by squeeze_ratio, equal params",
+    ]
+    shown = [t for t in edfs.data if t.visible]
+    assert len(shown) == 1 and shown[0].y[-1] == 1.0
+    by_sr = edfs.layout.updatemenus[0].buttons[3].args[0]["visible"]
+    assert [t.name for t, v in zip(edfs.data, by_sr, strict=True) if v] == [
+        f"squeeze_ratio={sr} (n=2)" for sr in (0.125, 0.5, 1.0)
+    ]
+
+    # curves: one row per trial, seed and epoch; only the front's trials are drawn
+    curves = pd.DataFrame(
+        [
+            dict(
+                trial_id=f"grid-{p}-s{s}",
+                seed=s,
+                epoch=e,
+                accuracy=0.5 + 0.1 * e,
+                train_loss=1.0 / (e + 1),
+            )
+            for p in range(6)
+            for s in range(2)
+            for e in range(1, 4)
+        ]
+    )
+    fig = interactive.learning_curves(curves, grid)
+    front = set(interactive.front_trial_ids(grid))
+    assert len(front) == 8  # 4 architectures x 2 seeds
+    assert len(fig.data) == 8 and all(list(t.x) == [1, 2, 3] for t in fig.data)
+    assert {t.hovertemplate.split("<br>")[0].split(",")[0] for t in fig.data} == front
+    assert [b.label for b in fig.layout.updatemenus[0].buttons] == [
+        "test top-1 accuracy (%)",
+        "training loss",
+    ]
+    with pytest.raises(ValueError, match="epoch"):
+        interactive.learning_curves(curves.drop(columns="epoch"), grid)
+
+
+def test_choose_under_a_constraint_and_the_export_command(grid, tmp_path):
+    # bytes_int8 = params here: three architectures of at most 600,000 bytes
+    # (SR 0.125 with pct3x3 0.25 and 0.75, SR 0.5 with 0.25), the last the best
+    choice = interactive.choose(grid, "bytes_int8 <= 600_000")
+    assert (choice["squeeze_ratio"], choice["pct3x3"]) == (0.5, 0.25)
+    assert choice["bytes_int8"] == 525_000
+    assert choice["trial_id"] == "grid-2-s1"  # the better of its two seeds
+    assert choice["accuracy_of_trial"] == pytest.approx(0.80 + 0.025 + 0.005 + 0.004)
+    assert interactive.choose(grid, "bytes_int8 <= 1000") is None
+    assert interactive.choose(grid)["trial_id"] == "grid-5-s1"  # no constraint: the best
+    with pytest.raises(ValueError, match="bytes_int"):
+        interactive.choose(grid, "bytes_int <= 3")
+    kept = interactive.meeting(grid, "bytes_int8 <= 600_000")
+    assert sorted(kept["trial_id"]) == [f"grid-{p}-s{s}" for p in (0, 1, 2) for s in (0, 1)]
+    sweep = tmp_path / "runs" / "my sweep"
+    sweep.mkdir(parents=True)
+    assert interactive.export_command(sweep, "grid-1-s1") == (
+        f"explorer export '{sweep}/checkpoints/grid-1-s1' --out grid-1-s1.onnx"
+    )
+    assert interactive.export_command(sweep / "results.parquet", "t") == (
+        f"explorer export '{sweep}/checkpoints/t' --out t.onnx"
+    )
+
+
+def synthetic(n: int = 1000, seeds: int = 2) -> pd.DataFrame:
+    """n rows: n / seeds random architectures over four metaparameters."""
+    rng = np.random.default_rng(0)
+    k = n // seeds
+    sr = rng.choice([0.125, 0.25, 0.375, 0.5, 0.75, 1.0], k)
+    pct = rng.uniform(0.1, 0.9, k).round(3)
+    base_e = rng.choice([64, 96, 128, 160], k)
+    bypass = rng.choice(["none", "simple", "complex"], k)
+    rows = []
+    for i in range(k):
+        params = int(base_e[i] * 5000 * (0.5 + sr[i]) * (0.5 + pct[i]))
+        for s in range(seeds):
+            accuracy = 0.6 + 0.05 * np.log(params / 1e5) + rng.normal(0, 0.01)
+            rows.append(
+                row(
+                    i,
+                    sr[i],
+                    pct[i],
+                    s,
+                    trial_id=f"big-p{i:04d}-s{s}",
+                    space="big",
+                    base_e=int(base_e[i]),
+                    bypass=bypass[i],
+                    params=params,
+                    bytes_f32=4 * params,
+                    bytes_int8=params + 4000,
+                    flops=40 * params,
+                    accuracy=float(np.clip(accuracy, 0, 1)),
+                    latency_b1_ms=params / 1e6 + rng.uniform(0, 0.2),
+                )
+            )
+    return conform(pd.DataFrame(rows, columns=COLUMNS))
+
+
+def test_report_of_a_thousand_rows_is_one_page_in_seconds(tmp_path):
+    df = synthetic(1000)
+    assert len(df) == 1000
+    start = time.perf_counter()
+    out = write_report(df, tmp_path)
+    seconds = time.perf_counter() - start
+    assert seconds < 30, f"report of 1,000 rows took {seconds:.1f} s"
+    assert [p.name for p in tmp_path.glob("*.html")] == ["report.html"]
+    page = out["report.html"].read_text(encoding="utf-8")
+    assert_interactive_page(page, ["plot-front", "plot-objectives", "plot-edfs"])
+    # every architecture's trial ids travel to the page for its hover
+    n = len(interactive.architectures(df))
+    assert all(f"big-p{i:04d}-s0" in page for i in range(n))
+    assert len(page) < 15_000_000  # plotly.js is about 4.8 MB of it
+
+
+def run_notebook(extra: str = "") -> tuple[str, int, list[dict]]:
+    """Execute the notebook (plus an `extra` last cell): its printed text, its image
+    count and the Plotly figures it showed (their JSON)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
     if extra:
@@ -237,17 +449,42 @@ def run_notebook(extra: str = "") -> tuple[str, int]:
     client.execute()
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-    return text, sum("image/png" in o.get("data", {}) for o in outputs)
+    images = sum("image/png" in o.get("data", {}) for o in outputs)
+    plotly = "application/vnd.plotly.v1+json"  # what fig.show() displays in a kernel
+    return text, images, [o["data"][plotly] for o in outputs if plotly in o.get("data", {})]
+
+
+def titles(figures: list[dict]) -> list[str]:
+    return [f["layout"]["title"]["text"] for f in figures]
 
 
 def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
     path = results.save(grid, tmp_path / "results.parquet")
+    # the sweep's learning curves beside the table, as `explorer sweep` writes them
+    for p in range(6):
+        for s in range(2):
+            points = [dict(seed=s, epoch=e, accuracy=0.5 + 0.1 * e) for e in (1, 2)]
+            results.write_curve(tmp_path, f"grid-{p}-s{s}", points)
     monkeypatch.setenv("EXPLORER_RESULTS", str(path))
-    text, images = run_notebook(extra="import sys; print(sys.executable)")
+    text, images, figures = run_notebook(extra="import sys; print(sys.executable)")
     assert f"{path}: 15 trials" in text
     assert "4 of 6 architectures on the front" in text
     assert text.strip().splitlines()[-1] == sys.executable
     assert images >= 3 + 1 + 2 * 2 + 2  # Pareto, EDFs, sensitivities
+    # interactive: the front, the objectives, the EDFs, the front's learning curves
+    # (4 architectures x 2 seeds), the front under the constraint
+    assert titles(figures) == [
+        "test top-1 accuracy (%) vs parameters: Pareto front",
+        "6 architectures over 6 objectives (6 on their joint Pareto front, red); better is up",
+        "error EDF",
+        "learning curves of the front's trials (accuracy vs params)",
+        "Pareto front under bytes_int8 <= 600_000",
+    ]
+    assert len(figures[3]["data"]) == 8
+    assert "3 of 6 architectures meet 'bytes_int8 <= 600_000'" in text
+    assert "chosen: grid-2-s1 (pct3x3=0.25, squeeze_ratio=0.5;" in text
+    command = f"explorer export {tmp_path}/checkpoints/grid-2-s1 --out grid-2-s1.onnx"
+    assert f"export it with:\n{command}\n" in text
 
 
 # ---------------------------------------------------------------- a real sweep
@@ -294,8 +531,18 @@ def test_explorer_report_on_a_real_sweep_table(tmp_path, capsys):
 
 def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
     monkeypatch.delenv("EXPLORER_RESULTS", raising=False)
-    text, images = run_notebook()
+    text, images, figures = run_notebook()
     assert f"example_results.parquet: {len(results.load(EXAMPLE))} trials" in text
     assert "architectures on the front" in text
     # 3 Pareto plots, the EDF, 2 EDFs by squeeze ratio, 1 sensitivity plot.
     assert images == 3 + 1 + 2 + 1
+    assert len(figures) == 4 and "no learning curves beside this table" in text
+    front = figures[0]["data"]
+    assert len(front[0]["customdata"]) == 8  # one hover per architecture
+    assert "squeeze_ratio-p0000-s0, squeeze_ratio-p0000-s1" in str(front[0]["customdata"])
+    # the best architecture under 600 KB of int8 weights: SR 0.375, its best seed
+    assert "chosen: squeeze_ratio-p0002-s2 (squeeze_ratio=0.375;" in text
+    assert (
+        "explorer export ./checkpoints/squeeze_ratio-p0002-s2 --out squeeze_ratio-p0002-s2.onnx"
+        in text
+    )

@@ -1,10 +1,12 @@
 """Analysis of results tables: seed aggregation, Pareto fronts, EDFs, figures, reports.
 
 Pure functions of an `explorer.results` table; `plots` turns their output into
-Figures and `report.write_report` writes them all to Markdown and HTML.
+matplotlib Figures, `interactive` into Plotly ones, and `report.write_report`
+writes them all to Markdown and HTML.
 """
 
-from explorer.analysis import plots
+import explorer.analysis.interactive as interactive
+import explorer.analysis.plots as plots
 from explorer.analysis.edf import complexity_weights, edf, sensitivity
 from explorer.analysis.pareto import (
     aggregate_seeds,
@@ -24,6 +26,7 @@ __all__ = [
     "complexity_weights",
     "edf",
     "hypervolume_2d",
+    "interactive",
     "ok_rows",
     "pareto_front",
     "pareto_mask",

@@ -1,8 +1,11 @@
 """A sweep's report: summary, Pareto table, figures, failures, as Markdown and HTML.
 
 `write_report(explorer.results.load(path), out_dir)` writes `report.md` (which
-links the PNG files next to it) and `report.html` (self-contained: the same PNGs
-embedded as base64 data URIs), and returns the paths it wrote.
+links the PNG files next to it) and `report.html`, and returns the paths it
+wrote. report.html is one self-contained page that opens from disk with no
+network: the interactive figures of `interactive` (plotly.js inlined once,
+from the installed plotly package) and the same PNGs embedded as base64 data
+URIs.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ from pathlib import Path
 import pandas as pd
 from matplotlib.figure import Figure
 
-from explorer.analysis import plots
+import explorer.analysis.interactive as interactive
+import explorer.analysis.plots as plots
 from explorer.analysis.edf import edf, sensitivity
 from explorer.analysis.pareto import (
     DEFAULT_OBJECTIVES,
@@ -31,7 +35,6 @@ from explorer.results import ResultsError
 REQUIRED = ("trial_id", "status", "accuracy", "params")
 PARETO_X = ("params", "flops", "latency_b1_ms")  # accuracy against each, if measured
 TOP_ROWS = 20  # Pareto rows shown in the table
-MAX_EDF_LEVELS = 8  # more levels than this are cut into quartiles for the EDF
 EXTRA_COLUMNS = ("params", "bytes_f32", "flops", "accuracy")  # in the Pareto table
 # Computed from the architecture, the same for every seed: no spread to show.
 ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
@@ -180,13 +183,11 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
         groups.append("space")
     figs["edf"] = plots.edf(edf(agg))
     for param in groups:
-        # One architecture per level (a one-metaparameter study): an EDF over
-        # architectures would be one step per level, so each level's seeds
-        # become its distribution instead, and the title says so.
-        per_seed = agg[param].value_counts().max() == 1 and len(ok) > len(agg)
-        table, by = _edf_levels(ok if per_seed else agg, param)
+        # One architecture per level (a one-metaparameter study): each level's
+        # seeds are its distribution (interactive.edf_by), and the title says so.
         for stem, norm in ((f"edf_{param}", None), (f"edf_{param}_by_params", "params")):
-            fig = plots.edf(edf(table, by=by, normalize_by=norm))
+            frame, per_seed = interactive.edf_by(ok, param, normalize_by=norm)
+            fig = plots.edf(frame)
             if per_seed:
                 ax = fig.axes[0]
                 ax.set_title(ax.get_title() + " (each seed a model)")
@@ -200,17 +201,6 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
     return figs
 
 
-def _edf_levels(agg: pd.DataFrame, param: str) -> tuple[pd.DataFrame, str]:
-    """The table and column to group an EDF by: quartiles when too many levels."""
-    numeric = pd.api.types.is_numeric_dtype(agg[param])
-    if agg[param].nunique() <= MAX_EDF_LEVELS or not numeric:
-        return agg, param
-    binned = f"{param} quartile"
-    values = pd.to_numeric(agg[param]).astype("float64")
-    quartiles = pd.qcut(values, 4, duplicates="drop").astype(str)
-    return agg.assign(**{binned: quartiles}), binned
-
-
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, na_rep="-")
 
@@ -220,8 +210,13 @@ def write_report(
     out_dir: str | Path,
     title: str | None = None,
     objectives: dict[str, Direction] | None = None,
+    curves: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
-    """Write report.md, report.html and the figures' PNGs; return them by file name."""
+    """Write report.md, report.html and the figures' PNGs; return them by file name.
+
+    `curves` (one row per trial, seed and epoch) adds the learning curves of the
+    front's trials to the interactive figures.
+    """
     objectives = objectives or DEFAULT_OBJECTIVES
     ok = check_table(df)
     missing = [c for c in objectives if c not in df]
@@ -247,6 +242,7 @@ def write_report(
     md += [f"- **{name}**: {value}" for name, value in lines]
     md += ["", f"## Pareto front ({objs}; mean ± std over seeds)", ""]
     md += [markdown_table(table), "", "## Figures", ""]
+    md += ["Interactive versions (hover, zoom, choose the axes) are in report.html.", ""]
     md += [f"### {cap}\n\n![{cap}]({name})\n" for name, cap, _ in images]
     md += [f"## Failed, skipped and stopped trials ({len(bad)})", ""]
     md += [markdown_table(bad) if len(bad) else "None.", ""]
@@ -257,7 +253,15 @@ def write_report(
     body = [f"<h1>{esc(title)}</h1>", "<h2>Summary</h2>", "<ul>"]
     body += [f"<li><b>{esc(n)}</b>: {esc(v)}</li>" for n, v in lines]
     body += ["</ul>", f"<h2>Pareto front ({esc(objs)}; mean ± std over seeds)</h2>"]
-    body += [_html_table(table), "<h2>Figures</h2>"]
+    body += [_html_table(table), "<h2>Explore (interactive)</h2>"]
+    body += [
+        '<p class="hint">Hover a point for its trials, metaparameters and metrics; '
+        "drag to zoom, double-click to reset; the menus choose what is shown.</p>"
+    ]
+    for name, fig in interactive.figures(df, curves=curves).items():
+        body.append(f'<figure class="interactive">{interactive.to_html(fig, f"plot-{name}")}')
+        body.append("</figure>")
+    body += ["<h2>Figures</h2>"]
     for name, cap, png in images:
         data = base64.b64encode(png).decode("ascii")
         body.append(
@@ -277,9 +281,12 @@ def _page(title: str, body: str) -> str:
         "table{border-collapse:collapse;font-size:90%;}"
         "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;}"
         "img{max-width:100%;}figure{margin:1.5em 0;}"
+        ".hint{color:#555;font-size:90%;}"
     )
+    # plotly.js once, inline: the page needs no network and no file beside it.
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{style}</style></head>\n"
+        f"<title>{html.escape(title)}</title><style>{style}</style>\n"
+        f'<script type="text/javascript">{interactive.plotly_js()}</script>\n</head>\n'
         f"<body>\n{body}\n</body></html>\n"
     )
