@@ -1,4 +1,5 @@
-"""`explorer inspect | train | sweep | report`: argument parsing and wiring only."""
+"""`explorer inspect | train | sweep | report | export | evaluate`: argument parsing and wiring
+only."""
 
 from __future__ import annotations
 
@@ -15,7 +16,9 @@ from explorer import architecture as arch
 from explorer import complexity, console
 from explorer import settings as settings_mod
 from explorer import space as spaces
+from explorer.checkpoints import CheckpointError
 from explorer.data import DatasetError
+from explorer.export import DTYPES, ExportError
 from explorer.results import ResultsError
 from explorer.selection import UsageError, select
 from explorer.sweep import SweepError, SweepInterrupted
@@ -28,6 +31,8 @@ USER_ERRORS = (
     ResultsError,
     SweepError,
     settings_mod.SettingError,
+    CheckpointError,
+    ExportError,
 )
 
 
@@ -112,6 +117,8 @@ def cmd_train(args) -> int:
         raise UsageError(f"{args.space}: has {len(sel.points)} points; choose one with --point N")
     point = sel.points[0]
     ds = dataset_config(sel, args)
+    if args.save:
+        _check_save(args.save, range(args.seed, args.seed + args.seeds))
     cache_dir = settings.cache_folder if args.cache_dir is None else args.cache_dir
     cache = train.compilation_cache(cache_dir)
     data = datasets.load(
@@ -131,8 +138,16 @@ def cmd_train(args) -> int:
         flush=True,
     )
     progress = console.Progress(recipe.epochs)
+    final = {}
     records = train.train_and_evaluate(
-        spec, recipe, data, seeds, progress.end_epoch, on_step=progress.step, settings=settings
+        spec,
+        recipe,
+        data,
+        seeds,
+        progress.end_epoch,
+        on_step=progress.step,
+        settings=settings,
+        on_end=(lambda per_seed: final.update(params=per_seed)) if args.save else None,
     )
     for r in records:
         r.update(
@@ -145,6 +160,8 @@ def cmd_train(args) -> int:
     for r in records:
         if r["status"] != "ok":
             print(f"seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
+    if args.save:
+        _save(args.save, final["params"], records, spec, recipe, data, ds)
     if args.json:
         doc = records[0] if len(records) == 1 else records
         text = json.dumps(doc, indent=2, default=console.json_default)
@@ -168,6 +185,31 @@ def dataset_config(sel, args):
         "download": args.download or None,
     }
     return base.model_copy(update={k: v for k, v in changes.items() if v is not None})
+
+
+def _check_save(folder: str, seeds) -> None:
+    """Refuse, before training, a --save folder that already holds these seeds' checkpoints."""
+    from explorer import checkpoints
+
+    for seed in seeds:
+        sub = Path(folder) / f"seed-{seed}"
+        if checkpoints.epochs(sub):
+            raise UsageError(f"--save {folder}: {sub} already holds a checkpoint; choose another")
+
+
+def _save(folder: str, per_seed: list, records: list, spec, recipe, data, ds) -> None:
+    """Each trained seed's final parameters as a checkpoint in folder/seed-K."""
+    from explorer import checkpoints
+
+    for params, r in zip(per_seed, records, strict=True):
+        if r["status"] != "ok":
+            print(f"seed {r['seed']}: {r['status']}, no checkpoint saved", file=sys.stderr)
+            continue
+        extra = {k: r[k] for k in ("accuracy", "trial_id", "space", "point")}
+        meta = checkpoints.meta_for(spec, recipe, data, r["seed"], ds, **extra)
+        sub = Path(folder) / f"seed-{r['seed']}"
+        checkpoints.save(sub, params, epoch=r["epochs_done"], meta=meta)
+        print(f"checkpoint written to {sub} (epoch {r['epochs_done']})", file=sys.stderr)
 
 
 # ---------------------------------------------------------------- sweep
@@ -229,6 +271,93 @@ def cmd_report(args) -> int:
     return 0
 
 
+# ---------------------------------------------------------------- export, evaluate
+def cmd_export(args) -> int:
+    from explorer import checkpoints, export
+    from explorer import data as datasets
+
+    folder = _checkpoint_folder(args.checkpoint)
+    params, _, meta = checkpoints.restore(folder, args.epoch)
+    plan = arch.plan(checkpoints.spec_of(meta))
+    out = Path(args.out)
+    keep = ("dataset", "epoch", "seed", "trial_id", "accuracy", "recipe")
+    export.to_onnx(
+        plan,
+        params,
+        meta["mean"],
+        meta["std"],
+        out,
+        args.input_dtype,
+        metadata={k: meta[k] for k in keep if meta.get(k) is not None},
+    )
+    test_size = args.test_size or meta.get("test_size")
+    data = datasets.load(
+        meta["dataset"],
+        args.data_dir or meta.get("data_dir"),
+        None,
+        test_size,
+        False,
+        args.settings.fashion_mnist_dir,
+    )
+    check = data.x_test[:256]
+    diff = export.verify(out, plan, params, meta["mean"], meta["std"], check)
+    if diff > export.TOLERANCE:
+        out.unlink()
+        raise ExportError(
+            f"{out}: ONNX Runtime's logits differ from JAX's by {diff:.2e} "
+            f"(more than {export.TOLERANCE:g}); the file was removed"
+        )
+    print(
+        f"{out}: {console.human_bytes(export.size_bytes(out))}, from {folder} "
+        f"(epoch {meta['epoch']}); input {args.input_dtype} [N, "
+        f"{plan.spec.image_size}, {plan.spec.image_size}, {plan.spec.in_channels}] "
+        f"pixels 0-255, output logits [N, {plan.spec.num_classes}]"
+    )
+    print(f"max |ONNX Runtime - JAX| on {len(check)} test images: {diff:.2e}")
+    top1 = export.ort_top1(out, data)
+    jax_top1 = meta.get("accuracy")
+    print(
+        f"top-1 {100 * top1:.2f}% on {len(data.x_test):,} {data.info.name} test images "
+        "(ONNX Runtime)"
+        + (f"; JAX at training: {100 * jax_top1:.2f}%" if jax_top1 is not None else "")
+    )
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from explorer import data as datasets
+    from explorer import export
+
+    meta = export.metadata(args.model)
+    name = args.dataset or meta.get("dataset") or "fashion_mnist"
+    data = datasets.load(
+        name, args.data_dir, None, args.test_size, args.download, args.settings.fashion_mnist_dir
+    )
+    top1 = export.ort_top1(args.model, data)
+    print(
+        f"{args.model}: top-1 {100 * top1:.2f}% on {len(data.x_test):,} {name} test images "
+        "(ONNX Runtime)"
+    )
+    latency = export.ort_latency_b1_ms(args.model)
+    print(f"batch-1 latency {latency:.3f} ms (median; ONNX Runtime, CPU, 1 thread)")
+    return 0
+
+
+def _checkpoint_folder(path: str) -> Path:
+    """The checkpoint folder: the path, or its one checkpoint folder (train --save DIR)."""
+    from explorer import checkpoints
+
+    folder = Path(path)
+    if folder.is_dir() and not checkpoints.epochs(folder):
+        inner = sorted(p for p in folder.iterdir() if p.is_dir() and checkpoints.epochs(p))
+        if len(inner) == 1:
+            return inner[0]
+        if inner:
+            names = ", ".join(p.name for p in inner)
+            raise UsageError(f"{folder}: holds {len(inner)} checkpoints ({names}); name one")
+    return folder
+
+
 # ---------------------------------------------------------------- parser
 def add_selection(p: argparse.ArgumentParser, point: bool = True) -> None:
     p.add_argument("space", nargs="?", help="a search-space YAML file")
@@ -285,6 +414,11 @@ def parser() -> argparse.ArgumentParser:
         "default $EXPLORER_CACHE_DIR or ~/.cache/squeeze-explorer/jax)",
     )
     p.add_argument("--json", metavar="PATH", help="write the record(s) as JSON ('-': stdout)")
+    p.add_argument(
+        "--save",
+        metavar="DIR",
+        help="save each seed's final parameters as a checkpoint in DIR/seed-K (explorer export)",
+    )
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("sweep", help="train a space's points as Ray Tune trials")
@@ -319,6 +453,37 @@ def parser() -> argparse.ArgumentParser:
         help="objectives of the Pareto front; repeatable (default accuracy:max, params:min)",
     )
     p.set_defaults(func=cmd_report)
+
+    p = sub.add_parser("export", help="a checkpoint as an ONNX file, checked against JAX")
+    p.add_argument("checkpoint", help="a checkpoint folder (explorer train --save DIR: DIR/seed-K)")
+    p.add_argument("--out", default="model.onnx", help="the ONNX file (default model.onnx)")
+    p.add_argument(
+        "--input-dtype",
+        choices=DTYPES,
+        default="uint8",
+        help="the input's element type; pixels are 0-255 either way (default uint8)",
+    )
+    p.add_argument("--epoch", type=int, help="this epoch's checkpoint (default: the latest)")
+    p.add_argument(
+        "--test-size", type=int, help="top-1 on the first N test images (default: as trained)"
+    )
+    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
+    p.set_defaults(func=cmd_export)
+
+    p = sub.add_parser("evaluate", help="an ONNX file's top-1 and batch-1 latency (ONNX Runtime)")
+    p.add_argument("model", help="an ONNX file (explorer export)")
+    p.add_argument(
+        "--dataset",
+        help="TFDS name (default: the file's own data set, else fashion_mnist)",
+    )
+    p.add_argument("--test-size", type=int, help="evaluate on the first N test images")
+    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
+    p.add_argument(
+        "--download",
+        action="store_true",
+        help="let tensorflow-datasets download the data set (needs the internet)",
+    )
+    p.set_defaults(func=cmd_evaluate)
     return ap
 
 

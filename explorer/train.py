@@ -295,12 +295,14 @@ def train_and_evaluate(
     measure_costs: bool = True,
     on_step: Callable[[int, int], None] | None = None,
     settings: Settings | None = None,
+    on_end: Callable[[list], None] | None = None,
 ) -> list[dict]:
     """Train len(seeds) copies of one architecture together; one record per seed.
 
     on_epoch(epoch, metrics) is called after each epoch with per-seed arrays of
     train loss/accuracy and test loss/top-1/top-5 and the epoch's time; it may
-    raise to stop the run (a scheduler's early stop).
+    raise to stop the run (a scheduler's early stop). on_end(params_per_seed)
+    is called once with the final parameters, one tree per seed (to save them).
     """
     t_start = time.perf_counter()
     seeds = list(seeds)
@@ -348,6 +350,8 @@ def train_and_evaluate(
             )
 
     per_seed = _unstack(state["params"], k)
+    if on_end is not None:
+        on_end(per_seed)
     if measure_costs:  # int8 weights, measured: one more test pass (all seeds)
         int8_acc = evaluate(runner, measure.quantize_int8(state["params"], int(k > 1)), dev)[1]
         lat = measure.latency(plan, per_seed[0], settings=settings)
