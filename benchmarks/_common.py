@@ -50,13 +50,13 @@ class Stepper:
         self.runner = train.make_runner(sp, recipe, data, num_seeds=k, settings=how)
         init_key, self.key = execution.split_keys(execution.seed_keys(range(k)), 2)
         self.state = self.runner.init(init_key)
-        self.dev = train.device_data(data, self.runner)
+        self.dev = execution.device_data(data, self.runner)
         self.perm = self.runner.shuffle(self.key)
         self.done = 0
 
     def run(self, n: int) -> None:
         """n more steps, waiting for the last."""
-        self.state = train.run_steps(
+        self.state = execution.run_steps(
             self.runner, self.state, self.dev, self.perm, self.key, self.done, n
         )
         self.done += n

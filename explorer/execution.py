@@ -22,12 +22,16 @@ import functools
 import itertools
 import time
 from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 from explorer.settings import Settings
+
+if TYPE_CHECKING:
+    from explorer.data import Dataset
 
 AXIS = "batch"  # the mesh axis a batch is split along
 IN_FLIGHT = 8  # calls of a multi-device program queued at most (see placing)
@@ -211,6 +215,62 @@ def compile_runner(
         compile_s,
         sharding,
     )
+
+
+# ---------------------------------------------------------------- epochs
+def run_steps(runner: Runner, state, dev: dict, perm, key, start: int, n: int):
+    """n steps from batch `start` of this epoch's permutation (wrapping around)."""
+    for j in range(start, start + n):
+        state = runner.step(state, dev["train"], perm, np.int32(j % runner.steps_per_epoch), key)
+    return state
+
+
+def run_epoch(
+    runner: Runner,
+    state,
+    dev: dict,
+    key,
+    on_step: Callable[[int, int], None] | None = None,
+) -> tuple[dict, dict]:
+    """One epoch of steps; returns the state and mean train loss/accuracy per seed.
+
+    on_step(done, total) is called every few steps (for a progress bar); it does
+    not wait for the device, so it costs nothing.
+    """
+    perm = runner.shuffle(key)
+    state = {**state, "sums": jnp.zeros_like(state["sums"])}
+    total = runner.steps_per_epoch
+    every = max(total // 50, 1)
+    for j in range(0, total, every):
+        n = min(every, total - j)
+        state = run_steps(runner, state, dev, perm, key, j, n)
+        if on_step is not None:
+            on_step(j + n, total)
+    sums = np.asarray(state["sums"]).reshape(-1, 2) / total
+    return state, {"loss": sums[:, 0], "accuracy": sums[:, 1]}
+
+
+def device_data(data: Dataset, runner: Runner) -> dict:
+    """The data set on the device; the test split padded to whole eval batches."""
+    pad = runner.eval_batches * runner.eval_batch - len(data.x_test)
+    x_test = np.concatenate([data.x_test, np.zeros((pad, *data.x_test.shape[1:]), np.uint8)])
+    y_test = np.concatenate([data.y_test, np.full(pad, -1, np.int32)])
+    put = functools.partial(jax.device_put, device=runner.sharding)
+    mean, std = put(np.asarray(data.mean, np.float32)), put(np.asarray(data.std, np.float32))
+    return {
+        "train": {"x": put(data.x_train), "y": put(data.y_train), "mean": mean, "std": std},
+        "test": {"x": put(x_test), "y": put(y_test), "mean": mean, "std": std},
+        "n_test": len(data.x_test),
+    }
+
+
+def evaluate(runner: Runner, params, dev: dict) -> tuple[np.ndarray, ...]:
+    """Test loss, top-1 and top-5 per seed."""
+    total = sum(
+        runner.evaluate(params, dev["test"], np.int32(j)) for j in range(runner.eval_batches)
+    )
+    sums = np.asarray(total).reshape(-1, 3) / dev["n_test"]
+    return sums[:, 0], sums[:, 1], sums[:, 2]
 
 
 # ---------------------------------------------------------------- seed keys

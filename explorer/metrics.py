@@ -25,6 +25,7 @@ DIRECTIONS: dict[str, Direction] = {
     "flops": "min",
     "latency_b1_ms": "min",
     "latency_b128_ms": "min",
+    "latency_ort_b1_ms": "min",
     "compile_s": "min",
     "images_per_s": "max",
     "wall_s": "min",
@@ -42,5 +43,6 @@ OBJECTIVES = (
     "flops",
     "latency_b1_ms",
     "latency_b128_ms",
+    "latency_ort_b1_ms",
     "wall_s",
 )

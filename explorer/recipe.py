@@ -70,6 +70,14 @@ class SearchConfig(Section):
     seed: int = 0  # sampling seed; training seeds are 0..seeds-1
     scheduler: str = "none"  # an entry of explorer.search.SCHEDULERS
     max_failures: int = Field(1, ge=0)  # retries of a trial whose worker died
+    # Weights and optimiser state every N epochs (0: never), so a trial whose worker
+    # dies resumes from its last checkpoint; and which trials keep their final
+    # weights once the sweep ends (front: the Pareto front's, for the disk's sake).
+    checkpoint_every: int = Field(1, ge=0)
+    keep_weights: Literal["all", "front", "none"] = "all"
+    # Export each trained network to ONNX and time it in ONNX Runtime (batch 1): the
+    # cost of the deployed model, beside JAX's (a few seconds a trial).
+    onnx_latency: bool = True
     # A point's seeds in one program (true), one trial each (false), or auto
     # (null): one program when trials get a GPU. On CPU, where one run already
     # keeps the cores busy, one program was slower than separate trials

@@ -51,6 +51,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "test_examples": ("Int64", "test images evaluated"),
     "epochs": ("Int64", "epochs asked for"),
     "epochs_done": ("Int64", "epochs completed"),
+    "resumed_from_epoch": ("Int64", "epochs restored from a checkpoint by the last attempt"),
     "batch_size": ("Int64", "training batch"),
     "optimizer": ("string", "sgd | adam | adamw"),
     "learning_rate": ("float64", "peak learning rate"),
@@ -73,10 +74,13 @@ SCHEMA: dict[str, tuple[str, str]] = {
     # cost
     "latency_b1_ms": ("float64", "inference latency, batch 1, median, ms"),
     "latency_b128_ms": ("float64", "inference latency, batch 128, median, ms"),
+    "latency_ort_b1_ms": ("float64", "the exported ONNX model's batch-1 latency, ONNX Runtime, ms"),
     "compile_s": ("float64", "jit compile time of the train and eval steps, s"),
     "images_per_s": ("float64", "training throughput, images/s (all seeds together)"),
     "wall_s": ("float64", "wall time of the trial, every attempt included, s"),
     "seeds_in_program": ("Int64", "seeds trained together in one program"),
+    # what the trial kept
+    "checkpoint": ("string", "folder of this seed's final weights (explorer export); empty: none"),
     # provenance
     "host": ("string", "machine that ran the trial"),
     "device": ("string", "JAX device, e.g. cpu or the GPU's name"),

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import shutil
 import signal
 import socket
 import sys
@@ -129,7 +130,7 @@ def run(
         if remaining if how.proposes else configs:
             ray_at = {"address": address, "node_ip_address": node_ip_address}
             _fit(space, out, configs, done, total, n_done, settings, max_concurrent, **ray_at)
-        table = results.load(out)
+        table = _keep_weights(space, results.load(out), out)
         results.save(table, out / "results.parquet")
         results.save_curves(results.load_curves(out), out / "curves.parquet")
     if len(table) < total:
@@ -197,6 +198,9 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
             name="tune",
             storage_path=str(out),
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
+            # the latest checkpoint of each trial: what a retry resumes from, and the
+            # final weights a row points to
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=[writer, JsonLoggerCallback()],
             verbose=0,
         )
@@ -212,6 +216,26 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _keep_weights(space: spaces.Space, table: pd.DataFrame, out: Path) -> pd.DataFrame:
+    """Drop the final weights that `search.keep_weights` does not keep (front: those
+    of rows off the Pareto front of the space's objectives; none: all)."""
+    policy = space.search.keep_weights
+    kept = table["checkpoint"].fillna("").ne("")
+    if policy == "all" or not kept.any():
+        return table
+    keep = pd.Series(False, index=table.index)
+    if policy == "front":
+        from explorer.analysis.pareto import pareto_mask
+
+        ok = table[(table["status"] == "ok") & kept]
+        keep[ok.index] = pareto_mask(ok, dict(space.objectives))
+    for i in table.index[kept & ~keep]:
+        shutil.rmtree(table.at[i, "checkpoint"], ignore_errors=True)
+        table.at[i, "checkpoint"] = ""
+        results.write_row(out, table.loc[i].to_dict())
+    return table
 
 
 def _reachable(address: str, node_ip_address: str | None) -> str | None:

@@ -57,6 +57,8 @@ class RowWriter(tune.Callback):
             r.setdefault("finished_at", now())
             r.setdefault("versions", results.versions())
             r["attempts"] = max(attempts, 1)
+            if trial.checkpoint is not None and r["status"] in ("ok", "stopped"):
+                r["checkpoint"] = str(Path(trial.checkpoint.path) / f"seed{r['seed']}")
             if attempts > 1 or "wall_s" not in r:  # every attempt's time, lost ones too
                 r["wall_s"] = elapsed
             try:

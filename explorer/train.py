@@ -7,7 +7,6 @@ architecture: compile, epochs, test metrics, int8 accuracy, latency.
 
 from __future__ import annotations
 
-import functools
 import math
 import os
 import time
@@ -230,61 +229,6 @@ def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
     return jax.ShapeDtypeStruct(a.shape, a.dtype)
 
 
-def run_steps(runner: execution.Runner, state, dev: dict, perm, key, start: int, n: int):
-    """n steps from batch `start` of this epoch's permutation (wrapping around)."""
-    for j in range(start, start + n):
-        state = runner.step(state, dev["train"], perm, np.int32(j % runner.steps_per_epoch), key)
-    return state
-
-
-def run_epoch(
-    runner: execution.Runner,
-    state,
-    dev: dict,
-    key,
-    on_step: Callable[[int, int], None] | None = None,
-) -> tuple[dict, dict]:
-    """One epoch of steps; returns the state and mean train loss/accuracy per seed.
-
-    on_step(done, total) is called every few steps (for a progress bar); it does
-    not wait for the device, so it costs nothing.
-    """
-    perm = runner.shuffle(key)
-    state = {**state, "sums": jnp.zeros_like(state["sums"])}
-    total = runner.steps_per_epoch
-    every = max(total // 50, 1)
-    for j in range(0, total, every):
-        n = min(every, total - j)
-        state = run_steps(runner, state, dev, perm, key, j, n)
-        if on_step is not None:
-            on_step(j + n, total)
-    sums = np.asarray(state["sums"]).reshape(-1, 2) / total
-    return state, {"loss": sums[:, 0], "accuracy": sums[:, 1]}
-
-
-def device_data(data: Dataset, runner: execution.Runner) -> dict:
-    """The data set on the device; the test split padded to whole eval batches."""
-    pad = runner.eval_batches * runner.eval_batch - len(data.x_test)
-    x_test = np.concatenate([data.x_test, np.zeros((pad, *data.x_test.shape[1:]), np.uint8)])
-    y_test = np.concatenate([data.y_test, np.full(pad, -1, np.int32)])
-    put = functools.partial(jax.device_put, device=runner.sharding)
-    mean, std = put(np.asarray(data.mean, np.float32)), put(np.asarray(data.std, np.float32))
-    return {
-        "train": {"x": put(data.x_train), "y": put(data.y_train), "mean": mean, "std": std},
-        "test": {"x": put(x_test), "y": put(y_test), "mean": mean, "std": std},
-        "n_test": len(data.x_test),
-    }
-
-
-def evaluate(runner: execution.Runner, params, dev: dict) -> tuple[np.ndarray, ...]:
-    """Test loss, top-1 and top-5 per seed."""
-    total = sum(
-        runner.evaluate(params, dev["test"], np.int32(j)) for j in range(runner.eval_batches)
-    )
-    sums = np.asarray(total).reshape(-1, 3) / dev["n_test"]
-    return sums[:, 0], sums[:, 1], sums[:, 2]
-
-
 # ---------------------------------------------------------------- the run
 def train_and_evaluate(
     spec: arch.ArchSpec,
@@ -296,6 +240,8 @@ def train_and_evaluate(
     on_step: Callable[[int, int], None] | None = None,
     settings: Settings | None = None,
     on_end: Callable[[list], None] | None = None,
+    on_state: Callable[[int, list[dict]], None] | None = None,
+    start: tuple[int, list[dict]] | None = None,
 ) -> list[dict]:
     """Train len(seeds) copies of one architecture together; one record per seed.
 
@@ -303,6 +249,11 @@ def train_and_evaluate(
     train loss/accuracy and test loss/top-1/top-5 and the epoch's time; it may
     raise to stop the run (a scheduler's early stop). on_end(params_per_seed)
     is called once with the final parameters, one tree per seed (to save them).
+    on_state(epoch, states) is called after each epoch, before on_epoch, with
+    each seed's {"params", "opt"} on the host (to checkpoint them); start =
+    (epochs done, each seed's {"params", "opt": its leaves}) resumes a run
+    there. Epoch keys depend on the epoch alone, so a resumed run computes what
+    the uninterrupted one would have.
     """
     t_start = time.perf_counter()
     seeds = list(seeds)
@@ -311,19 +262,23 @@ def train_and_evaluate(
     runner = make_runner(spec, recipe, data, num_seeds=k, settings=settings)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state = runner.init(init_key)
-    dev = device_data(data, runner)
+    first = 1
+    if start is not None:
+        state, first = _restored(state, start[1], k, runner), start[0] + 1
+    dev = execution.device_data(data, runner)
 
     status, error = ["ok"] * k, [""] * k
     train_time, epochs_done = 0.0, 0
     last = {"loss": np.full(k, np.nan), "accuracy": np.full(k, np.nan)}
     loss = top1 = top5 = np.full(k, np.nan)
-    for ep in range(1, recipe.epochs + 1):
+    for ep in range(first, recipe.epochs + 1):
         if ep == recipe.fault_epoch and recipe.inject_fault == "error":
             raise TrainingFailed(f"injected fault (train.inject_fault: error) at epoch {ep}")
         if ep == recipe.fault_epoch and recipe.inject_fault == "nan":
             state = {**state, "params": jax.tree.map(lambda p: p * jnp.nan, state["params"])}
         t0 = time.perf_counter()
-        state, metrics = run_epoch(runner, state, dev, execution.fold_keys(loop_key, ep), on_step)
+        key = execution.fold_keys(loop_key, ep)
+        state, metrics = execution.run_epoch(runner, state, dev, key, on_step)
         epoch_s = time.perf_counter() - t0
         train_time += epoch_s
         epochs_done, last = ep, metrics
@@ -334,7 +289,9 @@ def train_and_evaluate(
                 error[i] = f"loss became {metrics['loss'][i]} in epoch {ep}"
         if bad.all():  # nothing left to train: stop instead of wasting the budget
             break
-        loss, top1, top5 = evaluate(runner, state["params"], dev)
+        loss, top1, top5 = execution.evaluate(runner, state["params"], dev)
+        if on_state is not None:
+            on_state(ep, _host_states(state, k))
         if on_epoch is not None:
             on_epoch(
                 ep,
@@ -349,16 +306,20 @@ def train_and_evaluate(
                 },
             )
 
+    if epochs_done < first:  # resumed after its last epoch: nothing left but the test
+        epochs_done = first - 1
+        loss, top1, top5 = execution.evaluate(runner, state["params"], dev)
     per_seed = _unstack(state["params"], k)
     if on_end is not None:
         on_end(per_seed)
     if measure_costs:  # int8 weights, measured: one more test pass (all seeds)
-        int8_acc = evaluate(runner, measure.quantize_int8(state["params"], int(k > 1)), dev)[1]
+        int8 = measure.quantize_int8(state["params"], int(k > 1))
+        int8_acc = execution.evaluate(runner, int8, dev)[1]
         lat = measure.latency(plan, per_seed[0], settings=settings)
     else:
         int8_acc, lat = np.full(k, np.nan), {}
     wall = time.perf_counter() - t_start
-    images = epochs_done * runner.steps_per_epoch * recipe.batch_size * k
+    images = (epochs_done - first + 1) * runner.steps_per_epoch * recipe.batch_size * k
     records = []
     for i, seed in enumerate(seeds):
         ok = status[i] == "ok"
@@ -370,6 +331,7 @@ def train_and_evaluate(
                 "status": status[i],
                 "error": error[i],
                 "epochs_done": epochs_done,
+                "resumed_from_epoch": first - 1,
                 "accuracy": float(top1[i]) if ok else math.nan,
                 "top5": float(top5[i]) if ok else math.nan,
                 "test_loss": float(loss[i]) if ok else math.nan,
@@ -386,6 +348,24 @@ def train_and_evaluate(
             }
         )
     return records
+
+
+def _host_states(state: dict, k: int) -> list[dict]:
+    """Each seed's params and optimiser state, as NumPy trees."""
+    host = jax.device_get({"params": state["params"], "opt": state["opt"]})
+    return _unstack(host, k)
+
+
+def _restored(state: dict, saved: list[dict], k: int, runner: execution.Runner) -> dict:
+    """The runner's state with each seed's saved params and optimiser leaves put in."""
+    params = [s["params"] for s in saved]
+    leaves = [list(s["opt"]) for s in saved]
+    if k > 1:  # stack the seeds along the program's seed axis
+        params = [jax.tree.map(lambda *a: np.stack(a), *params)]
+        leaves = [[np.stack(ls) for ls in zip(*leaves, strict=True)]]
+    opt = jax.tree.unflatten(jax.tree.structure(state["opt"]), leaves[0])
+    restored = {"params": params[0], "opt": opt, "sums": state["sums"]}
+    return jax.device_put(restored, runner.sharding)
 
 
 def _unstack(tree, k: int) -> list:

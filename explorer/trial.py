@@ -10,10 +10,13 @@ from __future__ import annotations
 
 import math
 import os
+import shutil
 import socket
+import tempfile
 import time
 from pathlib import Path
 
+from explorer import checkpoints
 from explorer import rows as rowlib
 from explorer import space as spaces
 from explorer.metrics import MAXIMISED, OBJECTIVES
@@ -43,7 +46,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         tune.report({"epoch": 0, "done": True, "rows": rows, **worst()})
         return
 
-    _maybe_crash(point.recipe, tune.get_context())
+    crash_after = _crash_after(point.recipe, tune.get_context())
     train.compilation_cache(settings.cache_folder)
     ds = space.dataset
     data = datasets.load(
@@ -51,6 +54,8 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     )
     host = _host()
     t0 = time.perf_counter()
+    keeper = Keeper(space, point, seeds, data)
+    start = keeper.restore(tune.get_checkpoint())
 
     def on_epoch(ep: int, m: dict) -> None:
         partial = [
@@ -72,20 +77,51 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
         means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
-        tune.report({"epoch": ep, "done": False, "rows": partial, "curve": curve, **means})
+        report = {"epoch": ep, "done": False, "rows": partial, "curve": curve, **means}
+        tune.report(report, checkpoint=keeper.take())
+        if ep == crash_after:  # inject_fault: crash, after this epoch's checkpoint
+            os._exit(1)
 
+    final_params: list = []
     try:
         records = train.train_and_evaluate(
-            point.arch, point.recipe, data, seeds, on_epoch, settings=settings
+            point.arch,
+            point.recipe,
+            data,
+            seeds,
+            on_epoch,
+            settings=settings,
+            on_state=keeper.save,
+            start=start,
+            on_end=final_params.extend,
         )
     except train.TrainingFailed as e:  # deterministic: record it, do not retry
         for r in rows:
             r.update(status="failed", error=str(e), wall_s=time.perf_counter() - t0, host=host)
         tune.report({"epoch": point.recipe.epochs, "done": True, "rows": rows, **worst()})
         return
+    keeper.close()
+    if space.search.onnx_latency and final_params:
+        ort_ms = _onnx_latency(point, final_params[0], data)
+        for rec in records:
+            rec["latency_ort_b1_ms"] = ort_ms
     final = [{**r, **rec, "host": host} for r, rec in zip(rows, records, strict=True)]
     summary = {k: nanmean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
     tune.report({"epoch": point.recipe.epochs, "done": True, "rows": final, **summary})
+
+
+def _onnx_latency(point: spaces.Point, params, data) -> float:
+    """Batch-1 latency of the network exported to ONNX, in ONNX Runtime (NaN if export fails)."""
+    from explorer import architecture as arch
+    from explorer import export
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        try:
+            export.to_onnx(arch.plan(point.arch), params, data.mean, data.std, path)
+            return export.ort_latency_b1_ms(path)
+        except export.ExportError:
+            return math.nan
 
 
 def worst() -> dict:
@@ -109,12 +145,69 @@ def _host() -> str:
         return socket.gethostname()
 
 
-def _maybe_crash(recipe, ctx) -> None:
-    """inject_fault: crash kills the worker process on a trial's first attempt."""
+def _crash_after(recipe, ctx) -> int | None:
+    """inject_fault: crash kills the worker process once, on the trial's first attempt:
+    at its start (fault_epoch 1), else after epoch fault_epoch - 1 has been reported
+    with its checkpoint. Returns that epoch (None: no crash)."""
     if recipe.inject_fault != "crash":
-        return
+        return None
     marker = Path(ctx.get_trial_dir()) / "crashed-once"
-    if not marker.exists():
-        marker.parent.mkdir(parents=True, exist_ok=True)
-        marker.write_text("the first attempt of this trial was killed on purpose\n")
+    if marker.exists():
+        return None
+    marker.parent.mkdir(parents=True, exist_ok=True)
+    marker.write_text("the first attempt of this trial was killed on purpose\n")
+    if recipe.fault_epoch <= 1:
         os._exit(1)
+    return recipe.fault_epoch - 1
+
+
+class Keeper:
+    """A trial's checkpoints: each seed's weights and optimiser state every
+    `search.checkpoint_every` epochs (and at the last), handed to Tune, which
+    stores them in the sweep folder and gives the latest back to a retried trial.
+    """
+
+    def __init__(self, space: spaces.Space, point: spaces.Point, seeds: list[int], data):
+        self.every, self.epochs = space.search.checkpoint_every, point.recipe.epochs
+        self.meta = [
+            checkpoints.meta_for(point.arch, point.recipe, data, s, space.dataset) for s in seeds
+        ]
+        self.seeds, self.folder, self.reported = seeds, None, None
+
+    def save(self, epoch: int, states: list[dict]) -> None:
+        if not self.every or (epoch % self.every and epoch != self.epochs):
+            return
+        self.close()  # Tune copied the last one into the sweep folder when it was reported
+        self.folder = Path(tempfile.mkdtemp(prefix="explorer-ckpt-"))
+        for seed, state, meta in zip(self.seeds, states, self.meta, strict=True):
+            checkpoints.save(
+                self.folder / f"seed{seed}", state["params"], state["opt"], epoch=epoch, meta=meta
+            )
+
+    def take(self):
+        """This epoch's checkpoint for tune.report (None: none this epoch)."""
+        from ray import tune
+
+        if self.folder is None:
+            return None
+        self.reported, self.folder = self.folder, None
+        return tune.Checkpoint.from_directory(str(self.reported))
+
+    def close(self) -> None:
+        if self.reported is not None:
+            shutil.rmtree(self.reported, ignore_errors=True)
+            self.reported = None
+
+    def restore(self, checkpoint) -> tuple[int, list[dict]] | None:
+        """(epochs done, each seed's params and optimiser leaves) from Tune's latest."""
+        if checkpoint is None:
+            return None
+        import jax
+
+        with checkpoint.as_directory() as folder:
+            saved = [checkpoints.restore(Path(folder) / f"seed{s}") for s in self.seeds]
+        epochs = {meta["epoch"] for _, _, meta in saved}
+        if len(epochs) != 1:
+            return None  # seeds saved at different epochs: start again
+        states = [{"params": p, "opt": jax.tree.leaves(o)} for p, o, _ in saved]
+        return epochs.pop(), states

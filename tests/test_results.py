@@ -14,7 +14,7 @@ from explorer.recipe import Recipe
 from .conftest import SPACES
 
 # Filled in by the sweep's trainable and row writer (explorer.trial, explorer.sweep_rows).
-ADDED_BY_THE_SWEEP = {"host", "finished_at", "versions"}
+ADDED_BY_THE_SWEEP = {"host", "finished_at", "versions", "attempts", "checkpoint"}
 
 
 def test_schema_covers_every_field_a_row_gets(fmnist_small):
@@ -53,6 +53,7 @@ def test_unknown_columns_and_non_tables_are_errors(tmp_path):
     (tmp_path / "x.csv").write_text("a,b\n1,2\n")
     with pytest.raises(results.ResultsError, match="not a results table"):
         results.load(tmp_path / "x.csv")
+    (tmp_path / "x.txt").write_text("a table?")
     with pytest.raises(results.ResultsError, match="expected a sweep folder"):
         results.load(tmp_path / "x.txt")
     (tmp_path / "rows").mkdir()

@@ -4,6 +4,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -93,12 +94,12 @@ def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, 
         assert f.stat().st_mtime_ns == mtime and f.read_bytes() == data
 
 
-def test_failing_trials_become_rows_and_the_sweep_completes(ray_cluster, tiny_space, tmp_path):
+def test_failing_trials_become_rows_and_a_killed_worker_resumes(ray_cluster, tiny_space, tmp_path):
     space = tiny_space(
         "faulty",
         base_e=8,
         epochs=2,
-        extra="  inject_fault: {values: [none, nan, error, crash]}",
+        extra="  inject_fault: {values: [none, nan, error, crash]}\n  fault_epoch: 2",
         search="{method: grid, seeds: 1, max_failures: 1}",
     )
     out = tmp_path / "sweep"
@@ -111,13 +112,27 @@ def test_failing_trials_become_rows_and_the_sweep_completes(ray_cluster, tiny_sp
     assert len(t) == 4
     assert t.loc["faulty-p0000-s0", "status"] == "ok"
     assert t.loc["faulty-p0001-s0", "status"] == "failed"
-    assert "loss became nan in epoch 1" in t.loc["faulty-p0001-s0", "error"]
+    assert "loss became nan in epoch 2" in t.loc["faulty-p0001-s0", "error"]
     assert t.loc["faulty-p0002-s0", "status"] == "failed"
     assert "injected fault" in t.loc["faulty-p0002-s0", "error"]
-    # The worker process of the 'crash' trial died once; Ray retried it.
-    assert t.loc["faulty-p0003-s0", "status"] == "ok", t.loc["faulty-p0003-s0", "error"]
-    assert t.loc["faulty-p0003-s0", "attempts"] == 2 and t.loc["faulty-p0000-s0", "attempts"] == 1
     assert "failed: faulty-p0001-s0" in text and "--retry-failed" in text
+    # The 'crash' trial's worker died after epoch 1 and its checkpoint; Ray retried
+    # the trial, which resumed there and lost no epoch: it ends where the
+    # uninterrupted run of the same network and seed ends.
+    crashed, clean = t.loc["faulty-p0003-s0"], t.loc["faulty-p0000-s0"]
+    assert crashed["status"] == "ok", crashed["error"]
+    assert crashed["attempts"] == 2 and clean["attempts"] == 1
+    assert crashed["resumed_from_epoch"] == 1 and clean["resumed_from_epoch"] == 0
+    assert crashed["epochs_done"] == 2 and crashed["latency_ort_b1_ms"] > 0
+    assert crashed["test_loss"] == pytest.approx(clean["test_loss"], rel=1e-5)
+    assert crashed["accuracy"] == pytest.approx(clean["accuracy"], abs=1e-9)
+    # each row points to its final weights
+    from explorer import checkpoints
+
+    params, _, meta = checkpoints.restore(crashed["checkpoint"])
+    assert meta["epoch"] == 2 and meta["seed"] == 0
+    curves = results.load_curves(out).set_index(["trial_id", "epoch"])
+    assert curves.loc[("faulty-p0003-s0", 2), "accuracy"] == crashed["accuracy"]
 
 
 def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, capsys):
@@ -125,7 +140,7 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
         "tpe",
         base_e="{int: [8, 64]}",
         extra="  squeeze_ratio: {uniform: [0.1, 0.5]}",
-        search="{method: tpe, num_samples: 4, seeds: 1}",
+        search="{method: tpe, num_samples: 4, seeds: 1, keep_weights: front}",
     )
     text = space.read_text() + "constraints: {max_params: 40000}\n"
     space.write_text(text)
@@ -137,6 +152,29 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
     skipped = table[table["status"] == "skipped"]
     assert (skipped["params"] > 40000).all() and (table[table.status == "ok"].params <= 40000).all()
     assert skipped["error"].str.startswith("constraint: params").all()
+    # a learning curve per trained row: one epoch each, its metrics those of the row
+    curves = results.load_curves(out / "curves.parquet").set_index("trial_id")
+    ok = table[table["status"] == "ok"].set_index("trial_id")
+    assert sorted(curves.index) == sorted(ok.index) and (curves["epoch"] == 1).all()
+    assert (curves.loc[ok.index, "accuracy"] == ok["accuracy"]).all()
+    # keep_weights: front: only the front's rows keep their weights
+    from explorer.analysis.pareto import pareto_mask
+
+    front = pareto_mask(ok, {"accuracy": "max", "params": "min"})
+    assert ok["checkpoint"].fillna("").ne("").tolist() == list(front)
+    assert all(Path(c).is_dir() for c in ok["checkpoint"][front])
+    # the best of them out to ONNX, checked by ONNX Runtime on the same test images
+    capsys.readouterr()
+    onnx = tmp_path / "best.onnx"
+    argv = ["export", str(out), "--best", "accuracy", "--where", "params <= 40000"]
+    assert cli.main([*argv, "--out", str(onnx)]) == 0
+    best = ok["accuracy"].max()
+    assert f"; JAX: {100 * best:.2f}%" in capsys.readouterr().out
+    assert cli.main(["evaluate", str(onnx), "--test-size", "256"]) == 0
+    printed = float(capsys.readouterr().out.split("top-1 ")[1].split("%")[0]) / 100
+    assert abs(printed - best) <= 0.002
+    assert cli.main(["export", str(out), "--trial", "tpe-p9999-s0"]) == 2
+    assert "no trial 'tpe-p9999-s0'" in capsys.readouterr().err
     assert cli.main(["sweep", str(space), "--output", str(out)]) == 2  # no --resume
     assert "--resume" in capsys.readouterr().err
     space.write_text(text.replace("40000", "50000"))

@@ -58,11 +58,11 @@ def _params_after(
 ):
     runner = train.make_runner(spec, recipe, data, len(seeds), devices, settings)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
-    state, dev = runner.init(init_key), train.device_data(data, runner)
+    state, dev = runner.init(init_key), execution.device_data(data, runner)
     key = execution.fold_keys(loop_key, 1)
-    state = train.run_steps(runner, state, dev, runner.shuffle(key), key, 0, steps)
+    state = execution.run_steps(runner, state, dev, runner.shuffle(key), key, 0, steps)
     params = jax.tree.map(np.asarray, state["params"])
-    return (params, train.evaluate(runner, state["params"], dev)) if evaluate else params
+    return (params, execution.evaluate(runner, state["params"], dev)) if evaluate else params
 
 
 def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
@@ -87,7 +87,7 @@ def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     # Every IN_FLIGHT-th call of a multi-device program returns a finished result.
     recipe = QUICK.model_copy(update={"batch_size": 256})
     runner = train.make_runner(SMALL, recipe, fmnist, devices=2)
-    state, dev = runner.init(jax.random.key(0)), train.device_data(fmnist, runner)
+    state, dev = runner.init(jax.random.key(0)), execution.device_data(fmnist, runner)
     perm = runner.shuffle(jax.random.key(1))
     ready = []
     for j in range(2 * execution.IN_FLIGHT):

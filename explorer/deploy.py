@@ -1,0 +1,148 @@
+"""`explorer export` and `explorer evaluate`: a kept network out to ONNX, checked.
+
+A network to export is named by a checkpoint folder (`explorer train --save`)
+or by a sweep folder and a trial: `--trial ID`, or the best row by a column
+(`--best accuracy`) among those meeting a query (`--where "bytes_int8 <=
+100_000"`); the row's `checkpoint` column says where its weights are.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import pandas as pd
+
+from explorer import architecture as arch
+from explorer import checkpoints, export, results
+from explorer import data as datasets
+from explorer.export import ExportError
+from explorer.metrics import DIRECTIONS
+
+CHECKED_IMAGES = 256  # test images whose logits are compared, ONNX Runtime against JAX
+
+
+@dataclasses.dataclass(frozen=True)
+class Exported:
+    """What `export_checkpoint` wrote and measured."""
+
+    out: Path
+    size_bytes: int
+    source: Path
+    epoch: int
+    plan: arch.Plan
+    max_diff: float
+    checked: int
+    top1: float
+    test_images: int
+    dataset: str
+    jax_top1: float | None
+
+
+def checkpoint_of(
+    path: str | Path, trial: str | None = None, best: str | None = None, where: str | None = None
+) -> tuple[Path, pd.Series | None]:
+    """The checkpoint folder a command names, and its row when it came from a sweep."""
+    path = Path(path)
+    if not path.exists():
+        raise ExportError(f"{path}: no such checkpoint or sweep folder")
+    if (path / "rows").is_dir() or path.suffix in (".parquet", ".csv"):
+        row = _row(results.load(path), path, trial, best, where)
+        if pd.isna(row["checkpoint"]) or not str(row["checkpoint"]):
+            raise ExportError(
+                f"{path}: trial {row['trial_id']} kept no weights (its status is "
+                f"{row['status']}; see search.checkpoint_every and search.keep_weights)"
+            )
+        return Path(str(row["checkpoint"])), row
+    if trial or best or where:
+        raise ExportError(f"{path}: --trial, --best and --where pick a row of a sweep folder")
+    return _one_checkpoint(path), None
+
+
+def _row(table: pd.DataFrame, path: Path, trial, best, where) -> pd.Series:
+    if trial:
+        hit = table[table["trial_id"] == trial]
+        if hit.empty:
+            some = ", ".join(sorted(table["trial_id"].astype(str))[:5])
+            raise ExportError(f"{path}: no trial {trial!r} (it has {len(table)}: {some}, ...)")
+        return hit.iloc[0]
+    column = best or "accuracy"
+    if column not in DIRECTIONS:
+        raise ExportError(f"--best {column}: expected one of {', '.join(DIRECTIONS)}")
+    kept = table[(table["status"] == "ok") & table["checkpoint"].fillna("").ne("")]
+    if where:
+        try:
+            kept = kept.query(where)
+        except Exception as e:
+            raise ExportError(f"--where {where!r}: not a query over the table ({e})") from None
+    kept = kept[kept[column].notna()]
+    if kept.empty:
+        raise ExportError(f"{path}: no trained trial with kept weights meets {where or 'it'}")
+    order = kept[column].astype(float)
+    return kept.loc[order.idxmax() if DIRECTIONS[column] == "max" else order.idxmin()]
+
+
+def _one_checkpoint(folder: Path) -> Path:
+    """The folder, or its one checkpoint folder (`train --save DIR` holds DIR/seed-K)."""
+    if folder.is_dir() and not checkpoints.epochs(folder):
+        inner = sorted(p for p in folder.iterdir() if p.is_dir() and checkpoints.epochs(p))
+        if len(inner) == 1:
+            return inner[0]
+        if inner:
+            names = ", ".join(p.name for p in inner)
+            raise ExportError(f"{folder}: holds {len(inner)} checkpoints ({names}); name one")
+    return folder
+
+
+def export_checkpoint(
+    folder: Path,
+    out: Path,
+    input_dtype: str = "uint8",
+    epoch: int | None = None,
+    test_size: int | None = None,
+    data_dir: str | None = None,
+    fashion_mnist_dir: str | None = None,
+    trial_id: str | None = None,
+) -> Exported:
+    """Write the ONNX file of a checkpoint, verify it against JAX, measure its top-1.
+
+    A file whose logits differ from JAX's by more than export.TOLERANCE is
+    removed and raises ExportError.
+    """
+    params, _, meta = checkpoints.restore(folder, epoch)
+    plan = arch.plan(checkpoints.spec_of(meta))
+    keep = ("dataset", "epoch", "seed", "accuracy", "recipe")
+    info = {k: meta[k] for k in keep if meta.get(k) is not None}
+    if trial_id:
+        info["trial_id"] = trial_id
+    export.to_onnx(plan, params, meta["mean"], meta["std"], out, input_dtype, metadata=info)
+    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
+    data = datasets.load(
+        meta["dataset"],
+        data_dir or meta.get("data_dir"),
+        None,
+        test_size or meta.get("test_size"),
+        False,
+        **extra,
+    )
+    check = data.x_test[:CHECKED_IMAGES]
+    diff = export.verify(out, plan, params, meta["mean"], meta["std"], check)
+    if diff > export.TOLERANCE:
+        out.unlink()
+        raise ExportError(
+            f"{out}: ONNX Runtime's logits differ from JAX's by {diff:.2e} "
+            f"(more than {export.TOLERANCE:g}); the file was removed"
+        )
+    return Exported(
+        out,
+        export.size_bytes(out),
+        folder,
+        int(meta["epoch"]),
+        plan,
+        diff,
+        len(check),
+        export.ort_top1(out, data),
+        len(data.x_test),
+        data.info.name,
+        meta.get("accuracy"),
+    )
