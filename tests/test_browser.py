@@ -24,9 +24,10 @@ import pytest
 
 from explorer import results
 from explorer.analysis import interactive
+from explorer.analysis.architectures import architectures
 from explorer.analysis.pareto import pareto_mask
 from explorer.analysis.report import _page as report_page
-from explorer.analysis.report import write_report
+from explorer.analysis.report import interactive_figures, to_html, write_report
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "analysis/example_results.parquet"
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -191,7 +192,7 @@ def test_every_figure_rendered_as_svg(seen, report):
 
 
 def test_front_draws_every_architecture_and_the_front(seen, table):
-    agg = interactive.architectures(table)
+    agg = architectures(table)
     on_front = pareto_mask(agg, {"params": "min", "accuracy": "max"})
     front = seen["plots"]["plot-front"]
     # every architecture a marker, the front's drawn again over them, joined by a line
@@ -202,7 +203,7 @@ def test_front_draws_every_architecture_and_the_front(seen, table):
 
 
 def test_hover_shows_each_points_trials_metaparameters_and_metrics(seen, table):
-    agg = interactive.architectures(table)
+    agg = architectures(table)
     labels = seen["hover"]
     assert len(labels) == len(agg)
     for label, (_, arch) in zip(labels, agg.iterrows(), strict=True):
@@ -216,7 +217,7 @@ def test_hover_shows_each_points_trials_metaparameters_and_metrics(seen, table):
 
 
 def test_dropdown_changes_the_x_axis_and_the_front(seen, table):
-    agg = interactive.architectures(table)
+    agg = architectures(table)
     entries = seen["menus"]["plot-front"]
     xs = ["params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms"]
     assert [e["entry"] for e in entries] == [f"x: {interactive.label(x)}" for x in xs]
@@ -260,11 +261,11 @@ def test_a_thousand_rows_render(tmp_path):
     from tests.test_report import synthetic
 
     df = synthetic(1000)
-    figures = interactive.figures(df)
-    body = "\n".join(interactive.to_html(fig, f"plot-{name}") for name, fig in figures.items())
+    figures = interactive_figures(df)
+    body = "\n".join(to_html(fig, f"plot-{name}") for name, fig in figures.items())
     seen = probe(report_page("1,000 rows", body), tmp_path, interact=False)
     assert seen["errors"] == []
-    n = len(interactive.architectures(df))
+    n = len(architectures(df))
     assert n > 400
     assert seen["plots"]["plot-front"]["points"][0] == n
     assert seen["plots"]["plot-objectives"]["parcoords_canvases"] >= 1

@@ -15,9 +15,15 @@ from nbclient import NotebookClient
 from PIL import Image
 
 from explorer import cli, results
-from explorer.analysis import interactive
+from explorer.analysis import architectures, interactive, interactive_curves
 from explorer.analysis.pareto import aggregate_seeds, pareto_mask
-from explorer.analysis.report import figures, markdown_table, pareto_table, write_report
+from explorer.analysis.report import (
+    figures,
+    markdown_table,
+    pareto_table,
+    plotly_js,
+    write_report,
+)
 from explorer.results import COLUMNS, ResultsError, conform
 
 matplotlib.use("Agg")  # headless; the figures never touch pyplot anyway
@@ -141,7 +147,7 @@ def test_write_report_files(grid, tmp_path):
     assert len(images) == len(pngs)  # self-contained: every figure embedded
     assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
     assert "RESOURCE_EXHAUSTED" in page and "<table" in page
-    html_only = page.replace(interactive.plotly_js(), "")  # the page, less plotly.js
+    html_only = page.replace(plotly_js(), "")  # the page, less plotly.js
     assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', html_only))
     assert_interactive_page(
         page, ["plot-front", "plot-objectives", "plot-edfs", "plot-learning_curves"]
@@ -152,9 +158,9 @@ def test_write_report_files(grid, tmp_path):
 def assert_interactive_page(page: str, plots: list[str]) -> None:
     """One page, offline: plotly.js inlined exactly once, no script from anywhere, every plot."""
     assert page.count("<html") == 1 and page.count("</html>") == 1
-    assert page.count(interactive.plotly_js()) == 1
+    assert page.count(plotly_js()) == 1
     assert page.count("plotly.js v") == 1  # the bundle's banner: inlined once
-    html_only = page.replace(interactive.plotly_js(), "")
+    html_only = page.replace(plotly_js(), "")
     assert not re.search(r"<script[^>]*\bsrc=", html_only)  # no CDN, no file beside it
     assert "<script" in html_only and "http" not in html_only.replace("http://www.w3.org", "")
     ids = re.findall(r'<div id="(plot-[a-z_]+)" class="plotly-graph-div"', page)
@@ -251,7 +257,7 @@ def test_unknown_objective_is_rejected(grid, tmp_path):
 # ---------------------------------------------------------------- interactive figures
 def test_front_figure_points_hover_presets_and_dropdown(grid):
     fig = interactive.front(grid)
-    agg = interactive.architectures(grid)
+    agg = architectures.architectures(grid)
     assert len(agg) == 6
     everything, front = fig.data[0], fig.data[1]
     assert len(everything.x) == 6 and front.name == "Pareto front"
@@ -313,7 +319,7 @@ def test_parallel_edfs_and_learning_curves(grid):
     with pytest.raises(ValueError, match="3 or more"):
         interactive.parallel(grid, columns=["accuracy", "params"])
 
-    edfs = interactive.edfs(grid)
+    edfs = interactive_curves.edfs(grid)
     views = [b.label for b in edfs.layout.updatemenus[0].buttons]
     assert views == [
         "all models",
@@ -344,8 +350,8 @@ def test_parallel_edfs_and_learning_curves(grid):
             for e in range(1, 4)
         ]
     )
-    fig = interactive.learning_curves(curves, grid)
-    front = set(interactive.front_trial_ids(grid))
+    fig = interactive_curves.learning_curves(curves, grid)
+    front = set(architectures.front_trial_ids(grid))
     assert len(front) == 8  # 4 architectures x 2 seeds
     assert len(fig.data) == 8 and all(list(t.x) == [1, 2, 3] for t in fig.data)
     assert {t.hovertemplate.split("<br>")[0].split(",")[0] for t in fig.data} == front
@@ -354,30 +360,30 @@ def test_parallel_edfs_and_learning_curves(grid):
         "training loss",
     ]
     with pytest.raises(ValueError, match="epoch"):
-        interactive.learning_curves(curves.drop(columns="epoch"), grid)
+        interactive_curves.learning_curves(curves.drop(columns="epoch"), grid)
 
 
 def test_choose_under_a_constraint_and_the_export_command(grid, tmp_path):
     # bytes_int8 = params here: three architectures of at most 600,000 bytes
     # (SR 0.125 with pct3x3 0.25 and 0.75, SR 0.5 with 0.25), the last the best
-    choice = interactive.choose(grid, "bytes_int8 <= 600_000")
+    choice = architectures.choose(grid, "bytes_int8 <= 600_000")
     assert (choice["squeeze_ratio"], choice["pct3x3"]) == (0.5, 0.25)
     assert choice["bytes_int8"] == 525_000
     assert choice["trial_id"] == "grid-2-s1"  # the better of its two seeds
     assert choice["accuracy_of_trial"] == pytest.approx(0.80 + 0.025 + 0.005 + 0.004)
-    assert interactive.choose(grid, "bytes_int8 <= 1000") is None
-    assert interactive.choose(grid)["trial_id"] == "grid-5-s1"  # no constraint: the best
+    assert architectures.choose(grid, "bytes_int8 <= 1000") is None
+    assert architectures.choose(grid)["trial_id"] == "grid-5-s1"  # no constraint: the best
     with pytest.raises(ValueError, match="bytes_int"):
-        interactive.choose(grid, "bytes_int <= 3")
-    kept = interactive.meeting(grid, "bytes_int8 <= 600_000")
+        architectures.choose(grid, "bytes_int <= 3")
+    kept = architectures.meeting(grid, "bytes_int8 <= 600_000")
     assert sorted(kept["trial_id"]) == [f"grid-{p}-s{s}" for p in (0, 1, 2) for s in (0, 1)]
     sweep = tmp_path / "runs" / "my sweep"
     sweep.mkdir(parents=True)
-    assert interactive.export_command(sweep, "grid-1-s1") == (
-        f"explorer export '{sweep}/checkpoints/grid-1-s1' --out grid-1-s1.onnx"
+    assert architectures.export_command(sweep, "grid-1-s1") == (
+        f"explorer export '{sweep}' --trial grid-1-s1 --out grid-1-s1.onnx"
     )
-    assert interactive.export_command(sweep / "results.parquet", "t") == (
-        f"explorer export '{sweep}/checkpoints/t' --out t.onnx"
+    assert architectures.export_command(sweep / "results.parquet", "t") == (
+        f"explorer export '{sweep}' --trial t --out t.onnx"
     )
 
 
@@ -426,7 +432,7 @@ def test_report_of_a_thousand_rows_is_one_page_in_seconds(tmp_path):
     page = out["report.html"].read_text(encoding="utf-8")
     assert_interactive_page(page, ["plot-front", "plot-objectives", "plot-edfs"])
     # every architecture's trial ids travel to the page for its hover
-    n = len(interactive.architectures(df))
+    n = len(architectures.architectures(df))
     assert all(f"big-p{i:04d}-s0" in page for i in range(n))
     assert len(page) < 15_000_000  # plotly.js is about 4.8 MB of it
 
@@ -483,7 +489,7 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
     assert len(figures[3]["data"]) == 8
     assert "3 of 6 architectures meet 'bytes_int8 <= 600_000'" in text
     assert "chosen: grid-2-s1 (pct3x3=0.25, squeeze_ratio=0.5;" in text
-    command = f"explorer export {tmp_path}/checkpoints/grid-2-s1 --out grid-2-s1.onnx"
+    command = f"explorer export {tmp_path} --trial grid-2-s1 --out grid-2-s1.onnx"
     assert f"export it with:\n{command}\n" in text
 
 
@@ -543,6 +549,5 @@ def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
     # the best architecture under 600 KB of int8 weights: SR 0.375, its best seed
     assert "chosen: squeeze_ratio-p0002-s2 (squeeze_ratio=0.375;" in text
     assert (
-        "explorer export ./checkpoints/squeeze_ratio-p0002-s2 --out squeeze_ratio-p0002-s2.onnx"
-        in text
+        "explorer export . --trial squeeze_ratio-p0002-s2 --out squeeze_ratio-p0002-s2.onnx" in text
     )

@@ -1,11 +1,14 @@
 """Analysis of results tables: seed aggregation, Pareto fronts, EDFs, figures, reports.
 
 Pure functions of an `explorer.results` table; `plots` turns their output into
-matplotlib Figures, `interactive` into Plotly ones, and `report.write_report`
-writes them all to Markdown and HTML.
+matplotlib Figures, `interactive` and `interactive_curves` into Plotly ones (of
+the seed-averaged `architectures`, which also chooses one to export), and
+`report.write_report` writes them all to Markdown and HTML.
 """
 
+import explorer.analysis.architectures as architectures
 import explorer.analysis.interactive as interactive
+import explorer.analysis.interactive_curves as interactive_curves
 import explorer.analysis.plots as plots
 from explorer.analysis.edf import complexity_weights, edf, sensitivity
 from explorer.analysis.pareto import (
@@ -23,10 +26,12 @@ from explorer.analysis.report import write_report
 
 __all__ = [
     "aggregate_seeds",
+    "architectures",
     "complexity_weights",
     "edf",
     "hypervolume_2d",
     "interactive",
+    "interactive_curves",
     "ok_rows",
     "pareto_front",
     "pareto_mask",

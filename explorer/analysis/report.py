@@ -3,9 +3,10 @@
 `write_report(explorer.results.load(path), out_dir)` writes `report.md` (which
 links the PNG files next to it) and `report.html`, and returns the paths it
 wrote. report.html is one self-contained page that opens from disk with no
-network: the interactive figures of `interactive` (plotly.js inlined once,
-from the installed plotly package) and the same PNGs embedded as base64 data
-URIs.
+network: the interactive figures of `interactive` and `interactive_curves`
+(`interactive_figures`, each a `<div>` by `to_html`, plotly.js inlined once by
+`plotly_js` from the installed plotly package) and the same PNGs embedded as
+base64 data URIs.
 """
 
 from __future__ import annotations
@@ -15,10 +16,14 @@ import html
 from pathlib import Path
 
 import pandas as pd
+import plotly.graph_objects as go
+import plotly.io as pio
 from matplotlib.figure import Figure
 
 import explorer.analysis.interactive as interactive
+import explorer.analysis.interactive_curves as interactive_curves
 import explorer.analysis.plots as plots
+from explorer.analysis.architectures import architectures, edf_by, objective_columns, ok_measured
 from explorer.analysis.edf import edf, sensitivity
 from explorer.analysis.pareto import (
     DEFAULT_OBJECTIVES,
@@ -40,6 +45,7 @@ EXTRA_COLUMNS = ("params", "bytes_f32", "flops", "accuracy")  # in the Pareto ta
 ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
 SENSITIVITY = ("accuracy", "bytes_f32")  # the SqueezeNet paper's Figure 3 panels
 STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's counts
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
 def check_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -184,9 +190,9 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
     figs["edf"] = plots.edf(edf(agg))
     for param in groups:
         # One architecture per level (a one-metaparameter study): each level's
-        # seeds are its distribution (interactive.edf_by), and the title says so.
+        # seeds are its distribution (architectures.edf_by), and the title says so.
         for stem, norm in ((f"edf_{param}", None), (f"edf_{param}_by_params", "params")):
-            frame, per_seed = interactive.edf_by(ok, param, normalize_by=norm)
+            frame, per_seed = edf_by(ok, param, normalize_by=norm)
             fig = plots.edf(frame)
             if per_seed:
                 ax = fig.axes[0]
@@ -199,6 +205,22 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
                 sensitivity(ok, param, metrics=sens_metrics), param
             )
     return figs
+
+
+def interactive_figures(
+    df: pd.DataFrame, curves: pd.DataFrame | None = None, y: str = "accuracy"
+) -> dict[str, go.Figure]:
+    """Every interactive figure of a table, by name: the front, the objectives
+    (when three or more are measured), the EDFs and, given `curves`, the
+    learning curves of the front's trials."""
+    out = {"front": interactive.front(df, y=y)}
+    agg = architectures(ok_measured(df, y))
+    if len(objective_columns(agg, y)) >= 3 and len(agg) > 1:
+        out["objectives"] = interactive.parallel(df)
+    out["edfs"] = interactive_curves.edfs(df)
+    if curves is not None and len(curves):
+        out["learning_curves"] = interactive_curves.learning_curves(curves, df, y=y)
+    return out
 
 
 def _html_table(frame: pd.DataFrame) -> str:
@@ -258,8 +280,8 @@ def write_report(
         '<p class="hint">Hover a point for its trials, metaparameters and metrics; '
         "drag to zoom, double-click to reset; the menus choose what is shown.</p>"
     ]
-    for name, fig in interactive.figures(df, curves=curves).items():
-        body.append(f'<figure class="interactive">{interactive.to_html(fig, f"plot-{name}")}')
+    for name, fig in interactive_figures(df, curves=curves).items():
+        body.append(f'<figure class="interactive">{to_html(fig, f"plot-{name}")}')
         body.append("</figure>")
     body += ["<h2>Figures</h2>"]
     for name, cap, png in images:
@@ -275,6 +297,26 @@ def write_report(
     return written
 
 
+def plotly_js() -> str:
+    """The installed plotly.js bundle (minified), to inline once in a page."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def to_html(fig: go.Figure, div_id: str) -> str:
+    """A figure as a `<div id=div_id>` and its script; plotly.js must be on the page."""
+    return pio.to_html(
+        fig,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        full_html=False,
+        div_id=div_id,
+        config=_PLOTLY_CONFIG,
+        validate=False,
+    )
+
+
 def _page(title: str, body: str) -> str:
     style = (
         "body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
@@ -287,6 +329,6 @@ def _page(title: str, body: str) -> str:
     return (
         f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
         f"<title>{html.escape(title)}</title><style>{style}</style>\n"
-        f'<script type="text/javascript">{interactive.plotly_js()}</script>\n</head>\n'
+        f'<script type="text/javascript">{plotly_js()}</script>\n</head>\n'
         f"<body>\n{body}\n</body></html>\n"
     )
