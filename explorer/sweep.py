@@ -115,11 +115,14 @@ def run(
                 r.update(finished_at=pd.Timestamp.now(tz="UTC"), versions=results.versions())
                 results.write_row(out, r)
                 done.add(r["trial_id"])
+        # a trial the last driver left running continues from its latest checkpoint
+        saved = folder.checkpoint_index(out)
         configs = [
-            {"index": p.index, "values": p.values, "seeds": g}
+            {"index": p.index, "values": p.values, "seeds": g, "resume": resume_at}
             for p in todo_pts
             for g in seed_groups(space)
             if not all(rows.trial_id(space.name, p.index, s) in done for s in g)
+            for resume_at in [[saved.get(rows.trial_id(space.name, p.index, s)) for s in g]]
         ]
         print(
             f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "

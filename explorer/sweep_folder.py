@@ -6,6 +6,8 @@
                           the driver; each row carries its space's digest
     OUT/rows/corrupt/     row files that could not be read, moved aside (re-run)
     OUT/rows/replaced/    failed rows a --retry-failed sweep trains again
+    OUT/checkpoints.json  each trial's latest checkpoint, so a sweep resumed after
+                          its driver died continues a trial where it was
     OUT/results.parquet   all rows, gathered when the sweep ends
     OUT/tune/             Ray Tune's own experiment folder
 
@@ -139,3 +141,21 @@ def _move(f: Path, folder: Path) -> Path:
     target = folder / f.name
     os.replace(f, target)
     return target
+
+
+def note_checkpoint(out: Path, trial_id: str, folder: Path) -> None:
+    """Record a trial's latest checkpoint in OUT/checkpoints.json (atomically)."""
+    index = checkpoint_index(out)
+    index[trial_id] = str(folder)
+    tmp = out / ".checkpoints.json.tmp"
+    tmp.write_text(json.dumps(index, indent=0, sort_keys=True))
+    os.replace(tmp, out / "checkpoints.json")
+
+
+def checkpoint_index(out: Path) -> dict[str, str]:
+    """trial id -> its latest checkpoint folder (those that still exist)."""
+    try:
+        index = json.loads((out / "checkpoints.json").read_text())
+    except (OSError, ValueError):
+        return {}
+    return {k: v for k, v in index.items() if isinstance(v, str) and Path(v).is_dir()}

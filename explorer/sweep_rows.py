@@ -17,7 +17,7 @@ from pathlib import Path
 import pandas as pd
 from ray import tune
 
-from explorer import results, rows
+from explorer import results, rows, sweep_folder
 from explorer import space as spaces
 
 
@@ -87,12 +87,22 @@ class RowWriter(tune.Callback):
             if row is None:
                 continue
             index = row["point"] if row["point"] >= 0 else self.indices.get(trial.trial_id, -1)
+            tid = rows.trial_id(self.space.name, index, seed)
             try:
-                results.write_curve(
-                    self.out, rows.trial_id(self.space.name, index, seed), self.curves[key]
-                )
+                results.write_curve(self.out, tid, self.curves[key])
             except OSError as e:
                 self.write_error = self.write_error or f"curves: {e.strerror or e}"
+
+    def on_checkpoint(self, iteration, trials, trial, checkpoint, **info):
+        """Note where each seed's latest checkpoint is: a resumed sweep starts there."""
+        point, seeds = spaces.point_from_config(self.space, trial.config)
+        index = point.index if point.index >= 0 else self.indices.get(trial.trial_id, -1)
+        for seed in seeds:
+            tid = rows.trial_id(self.space.name, index, seed)
+            try:
+                sweep_folder.note_checkpoint(self.out, tid, Path(checkpoint.path) / f"seed{seed}")
+            except OSError as e:
+                self.write_error = self.write_error or f"checkpoints.json: {e.strerror or e}"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
         ended = (trial.last_result or {}).get("rows")

@@ -55,7 +55,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     host = _host()
     t0 = time.perf_counter()
     keeper = Keeper(space, point, seeds, data)
-    start = keeper.restore(tune.get_checkpoint())
+    start = keeper.restore(tune.get_checkpoint()) or keeper.resume(config.get("cfg", config))
 
     def on_epoch(ep: int, m: dict) -> None:
         partial = [
@@ -202,10 +202,23 @@ class Keeper:
         """(epochs done, each seed's params and optimiser leaves) from Tune's latest."""
         if checkpoint is None:
             return None
+        with checkpoint.as_directory() as folder:
+            return self._restored([Path(folder) / f"seed{s}" for s in self.seeds])
+
+    def resume(self, config: dict) -> tuple[int, list[dict]] | None:
+        """From the checkpoints a resumed sweep found for this trial's seeds, if all have one."""
+        folders = config.get("resume") or []
+        if not folders or not all(folders):
+            return None
+        try:
+            return self._restored([Path(f) for f in folders])
+        except checkpoints.CheckpointError:
+            return None  # damaged or gone: train from the start
+
+    def _restored(self, folders: list[Path]) -> tuple[int, list[dict]] | None:
         import jax
 
-        with checkpoint.as_directory() as folder:
-            saved = [checkpoints.restore(Path(folder) / f"seed{s}") for s in self.seeds]
+        saved = [checkpoints.restore(f) for f in folders]
         epochs = {meta["epoch"] for _, _, meta in saved}
         if len(epochs) != 1:
             return None  # seeds saved at different epochs: start again

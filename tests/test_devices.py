@@ -117,7 +117,12 @@ def _big_output_faults(first: str) -> dict:
 def test_the_cli_sets_malloc_up_before_its_imports_start_threads():
     # Settings made after a thread's first malloc fail blocks over 64 MB: the
     # arena that thread left behind mmaps them and unmaps them again on free.
-    late = _big_output_faults(EARLY_THREAD)
+    # Which arena XLA's threads land on varies from run to run (more so on a busy
+    # machine), so the control gets three tries to show the fault.
+    for _ in range(3):
+        late = _big_output_faults(EARLY_THREAD)
+        if late["steady"] >= late["pages"] / 2:
+            break
     assert late["steady"] >= late["pages"] / 2, late
     # The console script imports explorer.cli first: pandas, so pyarrow's thread.
     cli = _big_output_faults("import explorer.cli")

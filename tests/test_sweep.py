@@ -1,5 +1,6 @@
 """Sweeps on Ray Tune: a real 2-node loopback cluster, resume after kill -9, faults."""
 
+import json
 import signal
 import subprocess
 import sys
@@ -51,8 +52,9 @@ def test_sweep_on_a_two_node_cluster(ray_cluster, tiny_space, tmp_path):
 
 def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, tmp_path):
     space = tiny_space(
-        "resumable", base_e="{values: [8, 12, 16, 20]}", search="{method: grid, seeds: 1}"
+        "resumable", base_e="{values: [8, 12, 16, 20]}", epochs=3, search="{method: grid, seeds: 1}"
     )
+    space.write_text(space.read_text().replace("train_size: 512", "train_size: 2048"))
     out = tmp_path / "sweep"
     rows = out / "rows"
     proc = explorer(
@@ -65,12 +67,22 @@ def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, 
         *cluster_args(ray_cluster),
         env=ray_cluster["env"],
     )
+
+    def running_with_a_checkpoint() -> set[str]:
+        done = {f.stem for f in rows.glob("*.parquet")}
+        try:
+            noted = set(json.loads((out / "checkpoints.json").read_text()))
+        except (OSError, ValueError):
+            return set()
+        return noted - done if done else set()
+
     deadline = time.time() + 300
-    while time.time() < deadline and len(list(rows.glob("*.parquet"))) < 1:
+    while time.time() < deadline and not running_with_a_checkpoint():
         assert proc.poll() is None, proc.stdout.read()
-        time.sleep(0.2)
-    proc.send_signal(signal.SIGKILL)
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)  # the driver dies with a trial between epochs
     proc.wait()
+    (cut,) = running_with_a_checkpoint()
     before = {f.name: (f.stat().st_mtime_ns, f.read_bytes()) for f in rows.glob("*.parquet")}
     assert 1 <= len(before) < 4, "killed mid-sweep"
 
@@ -86,9 +98,12 @@ def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, 
     text, _ = again.communicate(timeout=600)
     assert again.returncode == 0, text
     assert f"{len(before)} already done" in text
-    table = results.load(out)
-    assert sorted(table["trial_id"]) == [f"resumable-p{p:04d}-s0" for p in range(4)]
-    assert table["trial_id"].is_unique and (table["status"] == "ok").all()
+    table = results.load(out).set_index("trial_id")
+    assert sorted(table.index) == [f"resumable-p{p:04d}-s0" for p in range(4)]
+    assert (table["status"] == "ok").all()
+    # the trial the driver left running went on from its last checkpoint
+    assert table.loc[cut, "resumed_from_epoch"] >= 1, table["resumed_from_epoch"]
+    assert (table.drop(index=cut)["resumed_from_epoch"] == 0).all()
     for name, (mtime, data) in before.items():  # finished rows untouched: not retrained
         f = rows / name
         assert f.stat().st_mtime_ns == mtime and f.read_bytes() == data
