@@ -53,7 +53,8 @@ def checkpoint_of(
                 f"{path}: trial {row['trial_id']} kept no weights (its status is "
                 f"{row['status']}; see search.checkpoint_every and search.keep_weights)"
             )
-        return Path(str(row["checkpoint"])), row
+        folder = path if path.is_dir() else path.parent  # a row's checkpoint is relative to it
+        return folder / str(row["checkpoint"]), row
     if trial or best or where:
         raise ExportError(f"{path}: --trial, --best and --where pick a row of a sweep folder")
     return _one_checkpoint(path), None

@@ -80,7 +80,7 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "wall_s": ("float64", "wall time of the trial, every attempt included, s"),
     "seeds_in_program": ("Int64", "seeds trained together in one program"),
     # what the trial kept
-    "checkpoint": ("string", "folder of this seed's final weights (explorer export); empty: none"),
+    "checkpoint": ("string", "this seed's final weights, in the sweep folder; empty: none kept"),
     # provenance
     "host": ("string", "machine that ran the trial"),
     "device": ("string", "JAX device, e.g. cpu or the GPU's name"),

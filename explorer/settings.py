@@ -162,3 +162,5 @@ def quiet_tune_env() -> None:
     """Tune keeps its JSON log of trial results only, and prints no tables of its own."""
     os.environ.setdefault("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", "1")
     os.environ.setdefault("RAY_AIR_NEW_OUTPUT", "0")
+    # one checkpoint kept per trial makes Tune snapshot often; its warning says nothing new
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")

@@ -235,7 +235,7 @@ def _keep_weights(space: spaces.Space, table: pd.DataFrame, out: Path) -> pd.Dat
         ok = table[(table["status"] == "ok") & kept]
         keep[ok.index] = pareto_mask(ok, dict(space.objectives))
     for i in table.index[kept & ~keep]:
-        shutil.rmtree(table.at[i, "checkpoint"], ignore_errors=True)
+        shutil.rmtree(out / table.at[i, "checkpoint"], ignore_errors=True)
         table.at[i, "checkpoint"] = ""
         results.write_row(out, table.loc[i].to_dict())
     return table

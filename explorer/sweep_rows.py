@@ -58,7 +58,9 @@ class RowWriter(tune.Callback):
             r.setdefault("versions", results.versions())
             r["attempts"] = max(attempts, 1)
             if trial.checkpoint is not None and r["status"] in ("ok", "stopped"):
-                r["checkpoint"] = str(Path(trial.checkpoint.path) / f"seed{r['seed']}")
+                r["checkpoint"] = _within(
+                    self.out, Path(trial.checkpoint.path) / f"seed{r['seed']}"
+                )
             if attempts > 1 or "wall_s" not in r:  # every attempt's time, lost ones too
                 r["wall_s"] = elapsed
             try:
@@ -153,6 +155,14 @@ def _error_text(trial) -> str:
     lines = [ln.strip() for ln in text.splitlines() if ln.strip()]
     lines = [ln for ln in lines if not ln.startswith("Failure #")]
     return lines[-1][:500] if lines else "trial errored (no error text)"
+
+
+def _within(out: Path, folder: Path) -> str:
+    """A checkpoint folder relative to the sweep folder when inside it (the folder can move)."""
+    try:
+        return str(folder.relative_to(out))
+    except ValueError:
+        return str(folder)
 
 
 def now() -> pd.Timestamp:

@@ -5,7 +5,6 @@ import signal
 import subprocess
 import sys
 import time
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -144,7 +143,7 @@ def test_failing_trials_become_rows_and_a_killed_worker_resumes(ray_cluster, tin
     # each row points to its final weights
     from explorer import checkpoints
 
-    params, _, meta = checkpoints.restore(crashed["checkpoint"])
+    params, _, meta = checkpoints.restore(out / crashed["checkpoint"])
     assert meta["epoch"] == 2 and meta["seed"] == 0
     curves = results.load_curves(out).set_index(["trial_id", "epoch"])
     assert curves.loc[("faulty-p0003-s0", 2), "accuracy"] == crashed["accuracy"]
@@ -177,7 +176,7 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
 
     front = pareto_mask(ok, {"accuracy": "max", "params": "min"})
     assert ok["checkpoint"].fillna("").ne("").tolist() == list(front)
-    assert all(Path(c).is_dir() for c in ok["checkpoint"][front])
+    assert all((out / c).is_dir() for c in ok["checkpoint"][front])
     # the best of them out to ONNX, checked by ONNX Runtime on the same test images
     capsys.readouterr()
     onnx = tmp_path / "best.onnx"
