@@ -189,6 +189,9 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
     assert abs(printed - best) <= 0.002
     assert cli.main(["export", str(out), "--trial", "tpe-p9999-s0"]) == 2
     assert "no trial 'tpe-p9999-s0'" in capsys.readouterr().err
+    (unkept, *_) = table[table["checkpoint"].fillna("") == ""]["trial_id"]  # off front, skipped
+    assert cli.main(["export", str(out), "--trial", unkept]) == 2
+    assert f"trial {unkept} kept no weights" in capsys.readouterr().err
     assert cli.main(["sweep", str(space), "--output", str(out)]) == 2  # no --resume
     assert "--resume" in capsys.readouterr().err
     space.write_text(text.replace("40000", "50000"))
