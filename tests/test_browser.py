@@ -1,9 +1,10 @@
 """The report's interactive figures, opened from disk in a real browser (headless Chromium).
 
-The report of the real example sweep (analysis/example_results.parquet) is
-written once; a test-only copy of its report.html gets two small scripts: one
-first in <head> that records JavaScript errors (window.onerror, rejected
-promises, console.error), one last in <body> that, once the page has loaded,
+The report of the real example sweep (analysis/example_results.parquet, the
+table `make demo` wrote: 8 architectures x 2 seeds) is written once; a
+test-only copy of its report.html gets two small scripts: one first in <head>
+that records JavaScript errors (window.onerror, rejected promises,
+console.error), one last in <body> that, once the page has loaded,
 reads what Plotly rendered, hovers every point of the front, picks every entry
 of the dropdowns by clicking them, and writes all it saw as JSON into the DOM.
 `chromium --headless --dump-dom` prints that DOM; the tests read it.
@@ -25,7 +26,7 @@ import pytest
 from explorer import results
 from explorer.analysis import interactive
 from explorer.analysis.architectures import architectures
-from explorer.analysis.pareto import pareto_mask
+from explorer.analysis.pareto import pareto_mask, varied_metaparameters
 from explorer.analysis.report import _page as report_page
 from explorer.analysis.report import interactive_figures, to_html, write_report
 
@@ -209,32 +210,35 @@ def test_hover_shows_each_points_trials_metaparameters_and_metrics(seen, table):
     for label, (_, arch) in zip(labels, agg.iterrows(), strict=True):
         for trial_id in arch["trials"].split(", "):
             assert trial_id in label
-        assert f"squeeze_ratio = {arch['squeeze_ratio']:.4g}" in label
+        for param in varied_metaparameters(agg):
+            assert f"{param} = {arch[param]:.4g}" in label
         assert f"{100 * arch['accuracy']:.2f}%" in label
         assert f"parameters: {arch['params']:,.0f}" in label
-    every_id = {t for label in labels for t in re.findall(r"squeeze_ratio-p\d+-s\d", label)}
+    every_id = {t for label in labels for t in re.findall(r"quickstart-p\d+-s\d", label)}
     assert every_id == set(table["trial_id"])
 
 
 def test_dropdown_changes_the_x_axis_and_the_front(seen, table):
     agg = architectures(table)
     entries = seen["menus"]["plot-front"]
-    xs = ["params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms"]
+    xs = ["params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms", "latency_ort_b1_ms"]
     assert [e["entry"] for e in entries] == [f"x: {interactive.label(x)}" for x in xs]
     for x, entry in zip(xs, entries, strict=True):
         on_front = pareto_mask(agg, {x: "min", "accuracy": "max"})
         assert entry["xtitle"] == interactive.label(x)
         assert entry["points"][:2] == [len(agg), int(on_front.sum())], x
     # latency is not monotone in size here: its front is not the size front
-    assert entries[-1]["points"][1] < entries[0]["points"][1]
+    latency = entries[xs.index("latency_b1_ms")]
+    assert latency["points"][1] < entries[0]["points"][1]
 
 
-def test_parallel_coordinates_show_every_objective(seen):
+def test_parallel_coordinates_show_every_objective(seen, table):
     par = seen["plots"]["plot-objectives"]
     assert par["parcoords_canvases"] >= 1
     axes = [a.split()[0] for a in par["parcoords_axes"]]
+    # the varied metaparameters first, then every objective
     assert axes == [
-        "squeeze_ratio",
+        *varied_metaparameters(architectures(table)),
         "accuracy",
         "int8_accuracy",
         "params",
@@ -242,17 +246,26 @@ def test_parallel_coordinates_show_every_objective(seen):
         "bytes_int8",
         "flops",
         "latency_b1_ms",
+        "latency_ort_b1_ms",
     ]
 
 
 def test_edf_dropdown_shows_one_curve_per_level(seen, table):
-    levels = table["squeeze_ratio"].nunique()
+    agg = architectures(table)
+    varied = varied_metaparameters(agg)
     assert seen["plots"]["plot-edfs"]["lines"] == 1
     entries = {e["entry"]: e for e in seen["menus"]["plot-edfs"]}
-    assert list(entries) == ["all models", "by squeeze_ratio", "by squeeze_ratio, equal params"]
+    by = [[f"by {p}", f"by {p}, equal params"] for p in varied]
+    assert list(entries) == ["all models", *(e for pair in by for e in pair)]
     assert entries["all models"]["lines"] == 1
-    assert entries["by squeeze_ratio"]["lines"] == levels
-    assert "(each seed a model)" in entries["by squeeze_ratio"]["title"]
+    for param in varied:
+        levels = table[param].nunique()
+        assert entries[f"by {param}"]["lines"] == levels, param
+        assert entries[f"by {param}, equal params"]["lines"] == levels, param
+        # several architectures a level: each is a model, not each seed
+        assert agg.groupby(param).size().min() > 1
+        assert entries[f"by {param}"]["title"].startswith("error EDF by ")
+        assert "(each seed a model)" not in entries[f"by {param}"]["title"]
 
 
 def test_a_thousand_rows_render(tmp_path):

@@ -16,7 +16,7 @@ from PIL import Image
 
 from explorer import cli, results
 from explorer.analysis import architectures, interactive, interactive_curves
-from explorer.analysis.pareto import aggregate_seeds, pareto_mask
+from explorer.analysis.pareto import aggregate_seeds, pareto_mask, varied_metaparameters
 from explorer.analysis.report import (
     figures,
     markdown_table,
@@ -437,11 +437,17 @@ def test_report_of_a_thousand_rows_is_one_page_in_seconds(tmp_path):
     assert len(page) < 15_000_000  # plotly.js is about 4.8 MB of it
 
 
-def run_notebook(extra: str = "") -> tuple[str, int, list[dict]]:
-    """Execute the notebook (plus an `extra` last cell): its printed text, its image
-    count and the Plotly figures it showed (their JSON)."""
+def run_notebook(extra: str = "", constraint: str | None = None) -> tuple[str, int, list[dict]]:
+    """Execute the notebook (plus an `extra` last cell, and under `constraint`
+    instead of its own CONSTRAINT when given): its printed text, its image count
+    and the Plotly figures it showed (their JSON)."""
     nb = nbformat.read(NOTEBOOK, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")
+    if constraint is not None:
+        cells = [c for c in nb.cells if c.source.startswith("CONSTRAINT = ")]
+        assert len(cells) == 1
+        _, _, rest = cells[0].source.partition("\n")
+        cells[0].source = f"CONSTRAINT = {constraint!r}\n{rest}"
     if extra:
         nb.cells.append(nbformat.v4.new_code_cell(extra))
     # jupyter_client starts the "python3" kernel with this interpreter
@@ -472,7 +478,10 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
             points = [dict(seed=s, epoch=e, accuracy=0.5 + 0.1 * e) for e in (1, 2)]
             results.write_curve(tmp_path, f"grid-{p}-s{s}", points)
     monkeypatch.setenv("EXPLORER_RESULTS", str(path))
-    text, images, figures = run_notebook(extra="import sys; print(sys.executable)")
+    # the grid's models are all over the notebook's 100 KB: 600 KB keeps three
+    text, images, figures = run_notebook(
+        extra="import sys; print(sys.executable)", constraint="bytes_int8 <= 600_000"
+    )
     assert f"{path}: 15 trials" in text
     assert "4 of 6 architectures on the front" in text
     assert text.strip().splitlines()[-1] == sys.executable
@@ -494,9 +503,12 @@ def test_notebook_runs_on_a_results_table(grid, tmp_path, monkeypatch):
 
 
 # ---------------------------------------------------------------- a real sweep
-# analysis/example_results.parquet is the table `explorer sweep
-# spaces/squeeze_ratio.yaml` wrote (experiments/squeezenet_dse): real trials.
+# analysis/example_results.parquet is the table `make demo` wrote (`explorer
+# sweep spaces/quickstart.yaml --output runs/quickstart`), its checkpoints named
+# relative to that folder: 8 real networks x 2 seeds; example_curves.parquet is
+# that sweep's curves.parquet.
 EXAMPLE = NOTEBOOK.parent / "example_results.parquet"
+EXAMPLE_CURVES = NOTEBOOK.parent / "example_curves.parquet"
 
 
 def png_title(path: Path) -> str:
@@ -504,16 +516,33 @@ def png_title(path: Path) -> str:
         return img.text.get("Title", "")
 
 
+def test_example_table_is_the_quickstart_sweeps():
+    df = results.load(EXAMPLE)
+    assert df["space"].eq("quickstart").all() and df["status"].eq("ok").all()
+    assert df["trial_id"].str.fullmatch(r"quickstart-p\d{4}-s\d").all()
+    # no string names the machine it ran on: checkpoints are relative
+    for col in df.columns:
+        if pd.api.types.is_string_dtype(df[col]):
+            assert not df[col].dropna().astype(str).str.startswith("/").any(), col
+    assert df["checkpoint"].str.startswith("tune/").all()
+    curves = results.load_curves(EXAMPLE_CURVES)
+    assert set(curves["trial_id"]) == set(df["trial_id"])
+
+
 def test_explorer_report_on_a_real_sweep_table(tmp_path, capsys):
     df = results.load(EXAMPLE)
-    assert df["space"].eq("squeeze_ratio").all() and df["status"].eq("ok").all()
+    assert df["space"].eq("quickstart").all() and df["status"].eq("ok").all()
     assert cli.main(["report", str(EXAMPLE), "--out", str(tmp_path)]) == 0
     assert f"{tmp_path / 'report.md'}" in capsys.readouterr().out
 
+    agg = aggregate_seeds(df)
+    varied = varied_metaparameters(agg)
+    assert sorted(varied) == ["base_e", "pct3x3", "squeeze_ratio"]
     pngs = {p.name: p for p in tmp_path.glob("*.png")}
-    expected = {"pareto_params.png", "pareto_flops.png", "pareto_latency_b1_ms.png"}
-    expected |= {"edf.png", "edf_squeeze_ratio.png", "edf_squeeze_ratio_by_params.png"}
-    expected |= {"sensitivity_squeeze_ratio.png"}
+    expected = {"pareto_params.png", "pareto_flops.png", "pareto_latency_b1_ms.png", "edf.png"}
+    for param in varied:
+        expected |= {f"edf_{param}.png", f"edf_{param}_by_params.png"}
+        expected |= {f"sensitivity_{param}.png"}
     assert expected <= set(pngs)
     md = (tmp_path / "report.md").read_text(encoding="utf-8")
     for name, path in pngs.items():
@@ -522,32 +551,58 @@ def test_explorer_report_on_a_real_sweep_table(tmp_path, capsys):
         title = png_title(path)
         assert title and f"### {title}\n\n![{title}]({name})" in md, name
     assert "accuracy" in png_title(pngs["pareto_params.png"]).lower()
+    # every ok trial at each of the two levels of SR
+    per_level = len(df) // df["squeeze_ratio"].nunique()
     assert png_title(pngs["sensitivity_squeeze_ratio.png"]).startswith(
-        "sensitivity to squeeze ratio (SR) (mean ± std, n=3 per level)"
+        f"sensitivity to squeeze ratio (SR) (mean ± std, n={per_level} per level)"
     )
-    # Eight architectures of three seeds, from one space, all ok.
+    # Eight architectures of two seeds, from one space, all ok.
     n = len(df)
     assert f"- **trials**: {n} (ok {n})" in md
-    assert "- **architectures**: 8 (3 seeds each)" in md
-    # Three vmapped seeds share a program, and its wall time, per point.
-    assert df["seeds_in_program"].eq(3).all()
-    hours = df.drop_duplicates("point")["wall_s"].sum() / 3600
+    seeds = df["seed"].nunique()
+    assert (len(agg), seeds) == (8, 2)
+    assert f"- **architectures**: {len(agg)} ({seeds} seeds each)" in md
+    # One seed per trial: each trial's wall time is its own.
+    assert df["seeds_in_program"].eq(1).all()
+    hours = df["wall_s"].sum() / 3600
     assert f"- **total trial-hours**: {hours:.2f}\n" in md
 
 
 def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
     monkeypatch.delenv("EXPLORER_RESULTS", raising=False)
     text, images, figures = run_notebook()
-    assert f"example_results.parquet: {len(results.load(EXAMPLE))} trials" in text
-    assert "architectures on the front" in text
-    # 3 Pareto plots, the EDF, 2 EDFs by squeeze ratio, 1 sensitivity plot.
-    assert images == 3 + 1 + 2 + 1
-    assert len(figures) == 4 and "no learning curves beside this table" in text
+    df = results.load(EXAMPLE)
+    assert f"example_results.parquet: {len(df)} trials" in text
+    agg = architectures.architectures(df)
+    on_front = pareto_mask(agg, {"params": "min", "accuracy": "max"})
+    assert f"{int(on_front.sum())} of {len(agg)} architectures on the front" in text
+    # 3 Pareto plots, the EDF, 2 EDFs and 1 sensitivity plot per varied metaparameter
+    assert images == 3 + 1 + 3 * len(varied_metaparameters(agg))
+    # the front, the objectives, the EDFs, the front's learning curves (from
+    # example_curves.parquet), the front under the constraint
+    columns = architectures.objective_columns(agg)
+    joint = pareto_mask(agg, {c: results.DIRECTIONS.get(c, "min") for c in columns})
+    assert titles(figures) == [
+        "test top-1 accuracy (%) vs parameters: Pareto front",
+        f"{len(agg)} architectures over {len(columns)} objectives "
+        f"({int(joint.sum())} on their joint Pareto front, red); better is up",
+        "error EDF",
+        "learning curves of the front's trials (accuracy vs params)",
+        "Pareto front under bytes_int8 <= 100_000",
+    ]
+    assert "no learning curves beside this table" not in text
+    # a line per trial (one seed each) of the front's architectures
+    assert len(figures[3]["data"]) == sum(len(t.split(", ")) for t in agg[on_front]["trials"])
     front = figures[0]["data"]
-    assert len(front[0]["customdata"]) == 8  # one hover per architecture
-    assert "squeeze_ratio-p0000-s0, squeeze_ratio-p0000-s1" in str(front[0]["customdata"])
-    # the best architecture under 600 KB of int8 weights: SR 0.375, its best seed
-    assert "chosen: squeeze_ratio-p0002-s2 (squeeze_ratio=0.375;" in text
+    assert len(front[0]["customdata"]) == len(agg)  # one hover per architecture
+    assert "quickstart-p0000-s0, quickstart-p0000-s1" in str(front[0]["customdata"])
+    # under 100 KB of int8 weights: some of the architectures, the best of them
+    # (SR 0.25, e 32, pct3x3 0.25) and its best seed
+    kept = agg[agg["bytes_int8"] <= 100_000]
+    assert 1 < len(kept) < len(agg)
+    assert f"{len(kept)} of {len(agg)} architectures meet 'bytes_int8 <= 100_000'" in text
     assert (
-        "explorer export . --trial squeeze_ratio-p0002-s2 --out squeeze_ratio-p0002-s2.onnx" in text
+        "chosen: quickstart-p0004-s0 (base_e=32, pct3x3=0.25, squeeze_ratio=0.25; "
+        "mean accuracy 56.29%, this seed 59.40%; 67,440 bytes int8)" in text
     )
+    assert "explorer export . --trial quickstart-p0004-s0 --out quickstart-p0004-s0.onnx" in text
