@@ -57,6 +57,21 @@ def add_selection(p: argparse.ArgumentParser, point: bool = True) -> None:
         p.add_argument("--point", type=int, help="only this point of the space")
 
 
+def add_data_source(
+    p: argparse.ArgumentParser,
+    test_size: str = "evaluate on the first N test images",
+    download: bool = True,
+) -> None:
+    p.add_argument("--test-size", type=int, help=test_size)
+    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
+    if download:
+        p.add_argument(
+            "--download",
+            action="store_true",
+            help="let tensorflow-datasets download the data set (needs the internet)",
+        )
+
+
 def parser() -> argparse.ArgumentParser:
     ap = argparse.ArgumentParser(
         prog="explorer", description="Design-space explorer for SqueezeNet-like CNNs."
@@ -77,13 +92,7 @@ def parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--seed", type=int, default=0, help="first seed (default 0)")
     p.add_argument("--train-size", type=int, help="use the first N training images")
-    p.add_argument("--test-size", type=int, help="evaluate on the first N test images")
-    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="let tensorflow-datasets download the data set (needs the internet)",
-    )
+    add_data_source(p)
     p.add_argument(
         "--cache-dir",
         help="JAX compilation cache folder ('' turns it off; "
@@ -145,10 +154,7 @@ def parser() -> argparse.ArgumentParser:
         help="the input's element type; pixels are 0-255 either way (default uint8)",
     )
     p.add_argument("--epoch", type=int, help="this epoch's checkpoint (default: the latest)")
-    p.add_argument(
-        "--test-size", type=int, help="top-1 on the first N test images (default: as trained)"
-    )
-    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
+    add_data_source(p, "top-1 on the first N test images (default: as trained)", download=False)
     p.set_defaults(func=commands.cmd_export)
 
     p = sub.add_parser("evaluate", help="an ONNX file's top-1 and batch-1 latency (ONNX Runtime)")
@@ -157,13 +163,7 @@ def parser() -> argparse.ArgumentParser:
         "--dataset",
         help="TFDS name (default: the file's own data set, else fashion_mnist)",
     )
-    p.add_argument("--test-size", type=int, help="evaluate on the first N test images")
-    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
-    p.add_argument(
-        "--download",
-        action="store_true",
-        help="let tensorflow-datasets download the data set (needs the internet)",
-    )
+    add_data_source(p)
     p.set_defaults(func=commands.cmd_evaluate)
     return ap
 
