@@ -62,8 +62,18 @@ def _asha(space: Space) -> Any:
     )
 
 
+def _pareto(space: Space) -> Any:
+    from explorer import pareto_scheduler
+
+    return pareto_scheduler.make(dict(space.objectives), space.recipe.epochs)
+
+
 # name -> scheduler(space) -> a Ray Tune TrialScheduler; None: every trial runs to the end.
-SCHEDULERS: dict[str, Callable[[Space], Any] | None] = {"none": None, "asha": _asha}
+SCHEDULERS: dict[str, Callable[[Space], Any] | None] = {
+    "none": None,
+    "asha": _asha,  # successive halving on the first objective alone
+    "pareto": _pareto,  # stops a trial dominated at its own size (explorer.pareto_scheduler)
+}
 
 
 def method(space: Space) -> Method:

@@ -1,5 +1,6 @@
 """analysis.pareto, analysis.edf and analysis.plots on hand-built tables."""
 
+import itertools
 import math
 
 import matplotlib
@@ -14,6 +15,7 @@ from explorer.analysis import (
     aggregate_seeds,
     complexity_weights,
     edf,
+    hypervolume,
     hypervolume_2d,
     pareto_front,
     pareto_mask,
@@ -378,3 +380,39 @@ def test_human_units():
     assert plots.human_bytes(4_800_000) == "4.8 MB"
     assert plots.human_bytes(512) == "512 B"
     assert plots.human_count(1_250_000) == "1.25M"
+
+
+def _dominated_volume(points: np.ndarray, ref: np.ndarray) -> float:
+    """Brute force: the cells of the grid the points' coordinates cut the box into,
+    each counted when some point is no worse than its lower corner (minimised)."""
+    axes = [np.unique(np.append(points[:, k], ref[k])) for k in range(points.shape[1])]
+    volume = 0.0
+    for cell in itertools.product(*(range(len(a) - 1) for a in axes)):
+        lo = np.array([axes[k][i] for k, i in enumerate(cell)])
+        hi = np.array([axes[k][i + 1] for k, i in enumerate(cell)])
+        if (points <= lo).all(axis=1).any():
+            volume += float(np.prod(hi - lo))
+    return volume
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_hypervolume_in_three_objectives_is_the_brute_force_volume(seed):
+    rng = np.random.default_rng(seed)
+    n = 8
+    df = pd.DataFrame(
+        {
+            "accuracy": rng.uniform(0.5, 0.95, n).round(3),
+            "bytes_int8": rng.integers(10_000, 200_000, n),
+            "latency_b1_ms": rng.uniform(0.1, 2.0, n).round(2),
+        }
+    )
+    objectives = {"accuracy": "max", "bytes_int8": "min", "latency_b1_ms": "min"}
+    reference = {"accuracy": 0.5, "bytes_int8": 220_000, "latency_b1_ms": 2.2}
+    points = np.column_stack([-df["accuracy"], df["bytes_int8"], df["latency_b1_ms"]])
+    ref = np.array([-0.5, 220_000, 2.2])
+    want = _dominated_volume(points, ref)
+    assert want > 0
+    assert hypervolume(df, objectives, reference) == pytest.approx(want, rel=1e-12)
+    # the front alone spans the same volume; a dominated row adds nothing
+    front = df[pareto_mask(df, objectives)]
+    assert hypervolume(front, objectives, reference) == pytest.approx(want, rel=1e-12)

@@ -13,6 +13,7 @@ import explorer.analysis.plots as plots
 from explorer.analysis.edf import complexity_weights, edf, sensitivity
 from explorer.analysis.pareto import (
     aggregate_seeds,
+    hypervolume,
     hypervolume_2d,
     ok_rows,
     pareto_front,
@@ -29,6 +30,7 @@ __all__ = [
     "architectures",
     "complexity_weights",
     "edf",
+    "hypervolume",
     "hypervolume_2d",
     "interactive",
     "interactive_curves",

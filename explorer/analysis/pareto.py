@@ -7,6 +7,7 @@ for the metrics, so both can be passed to `pareto_front` and the plots).
 
 from __future__ import annotations
 
+import moocore
 import numpy as np
 import pandas as pd
 
@@ -25,9 +26,6 @@ ARCHITECTURE_KEYS: tuple[str, ...] = (*METAPARAMETERS, "dataset", "recipe")
 METRICS: tuple[str, ...] = tuple(DIRECTIONS)
 
 DEFAULT_OBJECTIVES: dict[str, Direction] = {"params": "min", "accuracy": "max"}
-
-# Rows of a dominance matrix computed at once: bounds memory to ~block * n * k.
-_BLOCK = 256
 
 
 def ok_rows(df: pd.DataFrame) -> pd.DataFrame:
@@ -119,22 +117,18 @@ def _objective_matrix(df: pd.DataFrame, objectives: dict[str, Direction]) -> np.
 
 
 def pareto_mask(df: pd.DataFrame, objectives: dict[str, Direction]) -> np.ndarray:
-    """Non-dominated flags; rows with a NaN objective are never on the front.
+    """Non-dominated flags, in any number of objectives; rows with a NaN objective
+    are never on the front.
 
     A row is dominated iff another is at least as good in every objective and
-    strictly better in one, so duplicates of a front point are all on it.
+    strictly better in one, so duplicates of a front point are all on it
+    (moocore's `is_nondominated` with `keep_weakly`).
     """
     x = _objective_matrix(df, objectives)
     valid = ~np.isnan(x).any(axis=1)
     mask = np.zeros(len(x), dtype=bool)
-    pts = x[valid]
-    dominated = np.zeros(len(pts), dtype=bool)
-    for start in range(0, len(pts), _BLOCK):
-        blk = pts[start : start + _BLOCK, None, :]  # (b, 1, k) against (1, n, k)
-        no_worse = (pts[None, :, :] <= blk).all(axis=2)
-        better = (pts[None, :, :] < blk).any(axis=2)
-        dominated[start : start + _BLOCK] = (no_worse & better).any(axis=1)
-    mask[np.flatnonzero(valid)] = ~dominated
+    if valid.any():
+        mask[valid] = moocore.is_nondominated(x[valid], maximise=False, keep_weakly=True)
     return mask
 
 
@@ -148,37 +142,38 @@ def pareto_front(df: pd.DataFrame, objectives: dict[str, Direction] | None = Non
     )
 
 
-def hypervolume_2d(
+def hypervolume(
     df: pd.DataFrame,
     objectives: dict[str, Direction],
     reference: dict[str, float],
 ) -> float:
-    """Area dominated by the front and bounded by the reference point (2-D only)."""
-    if len(objectives) != 2:
-        raise ValueError(f"hypervolume_2d: needs 2 objectives, got {len(objectives)}")
+    """Exact hypervolume the rows dominate up to the reference point, in any number
+    of objectives (moocore); only rows strictly better than the reference in every
+    objective count. Choose the reference with care: with accuracy 0 the region
+    below the worst network dwarfs the front."""
     if set(reference) != set(objectives):
         raise ValueError(
-            f"hypervolume_2d: reference must give {sorted(objectives)}, got {sorted(reference)}"
+            f"hypervolume: reference must give {sorted(objectives)}, got {sorted(reference)}"
         )
     x = _objective_matrix(df, objectives)
     ref = np.array(
         [reference[c] if d == "min" else -reference[c] for c, d in objectives.items()],
         dtype="float64",
     )
-    # Only points strictly better than the reference in both objectives count.
     x = x[~np.isnan(x).any(axis=1)]
     x = x[(x < ref).all(axis=1)]
-    if len(x) == 0:
-        return 0.0
-    # Sweep along the first objective; each point adds the slab up to the next
-    # point's x, at the height of the best second objective seen so far.
-    x = x[np.lexsort((x[:, 1], x[:, 0]))]
-    area, best_y = 0.0, ref[1]
-    xs = np.append(x[:, 0], ref[0])
-    for i in range(len(x)):
-        best_y = min(best_y, x[i, 1])
-        area += (xs[i + 1] - xs[i]) * (ref[1] - best_y)
-    return float(area)
+    return float(moocore.hypervolume(x, ref=ref)) if len(x) else 0.0
+
+
+def hypervolume_2d(
+    df: pd.DataFrame,
+    objectives: dict[str, Direction],
+    reference: dict[str, float],
+) -> float:
+    """`hypervolume` of two objectives (the area under the front's staircase)."""
+    if len(objectives) != 2:
+        raise ValueError(f"hypervolume_2d: needs 2 objectives, got {len(objectives)}")
+    return hypervolume(df, objectives, reference)
 
 
 def preset_names(df: pd.DataFrame) -> pd.Series:

@@ -1,0 +1,99 @@
+"""The Pareto-aware scheduler's decisions on hand-made learning curves."""
+
+import pytest
+
+from explorer.pareto_scheduler import CONTINUE, STOP, ParetoRungs
+
+OBJ = {"accuracy": "max", "bytes_int8": "min"}
+
+
+def rungs(**kw) -> ParetoRungs:
+    return ParetoRungs(OBJ, max_t=9, grace=1, eta=3, **kw)  # rungs at epochs 1 and 3
+
+
+def run(s: ParetoRungs, name: str, size: int, curve: list[float]) -> list[str]:
+    """Feed a trial's curve epoch by epoch until the scheduler stops it."""
+    said = []
+    for t, acc in enumerate(curve, 1):
+        said.append(s.on_result(name, t, {"accuracy": acc, "bytes_int8": size}))
+        if said[-1] == STOP:
+            return said
+    s.on_complete(name, {"epoch": len(curve), "accuracy": curve[-1], "bytes_int8": size})
+    return said
+
+
+def test_rungs_follow_successive_halving():
+    assert rungs().rungs == [1, 3]
+    assert ParetoRungs(OBJ, max_t=12, grace=1, eta=2).rungs == [1, 2, 4, 8]
+
+
+def test_a_small_network_is_never_stopped_for_accuracy_alone():
+    s = rungs()
+    run(s, "big", 100_000, [0.80, 0.85, 0.88, 0.89, 0.90, 0.90, 0.91, 0.91, 0.91])
+    said = run(s, "small", 10_000, [0.40, 0.41, 0.42, 0.42, 0.42, 0.43, 0.43, 0.43, 0.43])
+    assert STOP not in said and len(said) == 9  # far less accurate, but nothing is smaller
+
+
+def test_a_dominated_large_network_is_stopped_at_its_first_rung():
+    s = rungs()
+    run(s, "small", 10_000, [0.80, 0.85, 0.88, 0.89, 0.90, 0.90, 0.91, 0.91, 0.91])
+    said = run(s, "large", 100_000, [0.50, 0.51, 0.52])
+    assert said == [STOP]  # larger and, even optimistically, less accurate
+
+
+def test_a_large_network_still_climbing_goes_on_a_flat_one_stops():
+    s = rungs()
+    run(s, "small", 10_000, [0.80, 0.85, 0.86, 0.86, 0.86, 0.86, 0.86, 0.86, 0.86])
+    # epoch 1: within what the small one gained after its epoch 1 (+0.06);
+    # epoch 3: 0.845 after +0.015 an epoch could still pass 0.86 by epoch 9
+    said = run(s, "large", 100_000, [0.82, 0.83, 0.845, 0.86, 0.87, 0.88, 0.89, 0.90, 0.92])
+    assert STOP not in said
+    # with only the small one finished, the same size flat at 0.80: kept at epoch 1
+    # (0.80 + the 0.06 the small one gained after it is not short of 0.86),
+    # stopped at epoch 3 (no gain of its own left, and none seen after 3)
+    s = rungs()
+    run(s, "small", 10_000, [0.80, 0.85, 0.86, 0.86, 0.86, 0.86, 0.86, 0.86, 0.86])
+    said = run(s, "flat", 100_000, [0.80, 0.80, 0.80])
+    assert said == [CONTINUE, CONTINUE, STOP]
+
+
+def test_trials_at_the_same_rung_judge_each_other():
+    s = rungs(min_margin=0.02)
+    assert s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000}) == CONTINUE
+    # larger and 0.10 worse at the same epoch: dominated by a, beyond the margin
+    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == STOP
+    # larger but within the margin: might still overtake
+    assert s.on_result("c", 1, {"accuracy": 0.79, "bytes_int8": 30_000}) == CONTINUE
+    # between rungs nothing is decided
+    assert s.on_result("b2", 2, {"accuracy": 0.10, "bytes_int8": 90_000}) == CONTINUE
+
+
+def test_the_learned_metric_must_be_an_objective():
+    with pytest.raises(ValueError, match="learned metric 'accuracy'"):
+        ParetoRungs({"params": "min"}, max_t=9)
+
+
+@pytest.mark.slow
+def test_a_live_sweep_with_the_pareto_scheduler(tiny_space, tmp_path):
+    from explorer import cli, results
+
+    # at each size a network that learns and one that barely moves (lr 1e-5)
+    space = tiny_space(
+        "paretolive",
+        base_e="{values: [8, 32]}",
+        extra="  learning_rate: {values: [0.003, 0.00001]}",
+        epochs=4,
+        search="{method: grid, seeds: 1, scheduler: pareto, onnx_latency: false}",
+    )
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(space), "--output", str(out), "--max-concurrent", "1"]) == 0
+    table = results.load(out).set_index("trial_id")
+    assert len(table) == 4 and set(table["status"]) <= {"ok", "stopped"}
+    ok = table[table["status"] == "ok"]
+    assert (ok["epochs_done"] == 4).all() and len(ok) >= 1
+    stopped = table[table["status"] == "stopped"]
+    assert len(stopped) >= 1 and stopped["epochs_done"].isin([1, 3]).all()  # at rungs only
+    assert table.loc["paretolive-p0000-s0", "status"] == "ok"  # the smallest: never stopped
+    # a stopped network is dominated by a finished one no larger
+    for _, r in stopped.iterrows():
+        assert ((ok["params"] <= r["params"]) & (ok["accuracy"] > r["accuracy"])).any()
