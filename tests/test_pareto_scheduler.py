@@ -94,6 +94,12 @@ def test_a_live_sweep_with_the_pareto_scheduler(tiny_space, tmp_path):
     stopped = table[table["status"] == "stopped"]
     assert len(stopped) >= 1 and stopped["epochs_done"].isin([1, 3]).all()  # at rungs only
     assert table.loc["paretolive-p0000-s0", "status"] == "ok"  # the smallest: never stopped
+    # the report says what the scheduler saved
+    from explorer.analysis.report import summary
+
+    done, asked = int(table["epochs_done"].sum()), 4 * len(table)
+    assert dict(summary(table.reset_index()))["trial-epochs"].startswith(f"{done:,} of {asked:,}")
+    assert done < asked
     # a stopped network is dominated by a finished one no larger
     for _, r in stopped.iterrows():
         assert ((ok["params"] <= r["params"]) & (ok["accuracy"] > r["accuracy"])).any()

@@ -31,7 +31,10 @@ def cluster_args(c):
 
 
 def test_sweep_on_a_two_node_cluster(ray_cluster, tiny_space, tmp_path):
-    space = tiny_space("cluster")
+    # with the Pareto-aware scheduler in the loop (one epoch: it has no rung to stop at)
+    space = tiny_space(
+        "cluster", search="{method: grid, seeds: 2, vmap_seeds: true, scheduler: pareto}"
+    )
     out = tmp_path / "sweep"
     proc = explorer(
         "sweep", space, "--output", out, *cluster_args(ray_cluster), env=ray_cluster["env"]

@@ -105,8 +105,21 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
             f"{best['accuracy']:.2%} ({best['trial_id']}" + (f"; {where}" if where else "") + ")",
         ),
         ("total trial-hours", "-" if wall is None else f"{wall.sum() / 3600:.2f}"),
+        ("trial-epochs", _trial_epochs(df)),
         ("devices", _uniques(df, "device")),
     ]
+
+
+def _trial_epochs(df: pd.DataFrame) -> str:
+    """Epochs trained against the full grid's (what a scheduler saved), skipped rows aside."""
+    trained = df[df["status"] != "skipped"]
+    done = pd.to_numeric(trained["epochs_done"], errors="coerce").fillna(0).sum()
+    asked = pd.to_numeric(trained["epochs"], errors="coerce").fillna(0).sum()
+    if not asked:
+        return "-"
+    return (
+        f"{int(done):,} of {int(asked):,} ({done / asked:.0%} of training every trial to the end)"
+    )
 
 
 def _fmt(col: str, value: float) -> str:
