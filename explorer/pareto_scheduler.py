@@ -96,6 +96,7 @@ class ParetoRungs:
         if int(result.get("epoch", 0)) >= self.max_t and self.learned in result:
             value = self.sign * float(result[self.learned])
             if not math.isnan(value):
+                self.curves.setdefault(trial, {})[int(result["epoch"])] = value
                 self.finished[trial] = Seen(self._known(result), value)
                 self.finished_curves[trial] = self.curves.get(trial, {})
 

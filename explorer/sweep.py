@@ -173,7 +173,7 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         fn = tune.with_parameters(trainable, space=space, settings=settings)
         fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
         scheduler = search.scheduler(space)
-        search_alg = how.searcher(space, _prior_results(space, out)) if how.proposes else None
+        search_alg = how.searcher(space, prior_results(space, out)) if how.proposes else None
         if how.proposes:
             param_space = {k: search.tune_domain(d) for k, d in space.domains.items()}
             num_samples = max(space.search.num_samples - n_done, 0)
@@ -316,7 +316,7 @@ def _check_nodes(space: spaces.Space, settings: Settings) -> None:
             raise SweepError(f"node {addr}: {str(cause).strip().splitlines()[-1]}") from None
 
 
-def _prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:
+def prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:
     """Finished points of a searcher and their objectives (mean over seeds), to warm-start it."""
     try:
         table = results.load(out)

@@ -57,6 +57,8 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     keeper = Keeper(space, point, seeds, data)
     start = keeper.restore(tune.get_checkpoint()) or keeper.resume(config.get("cfg", config))
 
+    last_curve: list = []
+
     def on_epoch(ep: int, m: dict) -> None:
         partial = [
             {
@@ -74,6 +76,11 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
              "wall_s": time.perf_counter() - t0}
             for i, r in enumerate(rows)
         ]  # fmt: skip
+        if ep == point.recipe.epochs:
+            # the last epoch is reported once, with the final rows: a scheduler that
+            # ends trials at the budget (ASHA) would otherwise end this one here
+            last_curve[:] = curve
+            return
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
         means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
@@ -100,14 +107,15 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
             r.update(status="failed", error=str(e), wall_s=time.perf_counter() - t0, host=host)
         tune.report({"epoch": point.recipe.epochs, "done": True, "rows": rows, **worst()})
         return
-    keeper.close()
     if space.search.onnx_latency and final_params:
         ort_ms = _onnx_latency(point, final_params[0], data)
         for rec in records:
             rec["latency_ort_b1_ms"] = ort_ms
     final = [{**r, **rec, "host": host} for r, rec in zip(rows, records, strict=True)]
     summary = {k: nanmean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
-    tune.report({"epoch": point.recipe.epochs, "done": True, "rows": final, **summary})
+    final_report = {"epoch": point.recipe.epochs, "done": True, "rows": final, **summary}
+    tune.report({**final_report, "curve": last_curve}, checkpoint=keeper.take())
+    keeper.close()
 
 
 def _onnx_latency(point: spaces.Point, params, data) -> float:

@@ -9,7 +9,8 @@ import time
 import pandas as pd
 import pytest
 
-from explorer import cli, results, rows
+from explorer import cli, results, rows, sweep
+from explorer import space as spaces
 
 pytestmark = pytest.mark.slow
 
@@ -195,6 +196,15 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
     (unkept, *_) = table[table["checkpoint"].fillna("") == ""]["trial_id"]  # off front, skipped
     assert cli.main(["export", str(out), "--trial", unkept]) == 2
     assert f"trial {unkept} kept no weights" in capsys.readouterr().err
+    # what a resumed TPE sweep warm-starts Optuna with: each finished point's values
+    # and objectives
+    prior = sweep.prior_results(spaces.load(space), out)
+    assert len(prior) == len(ok)
+    for values, (acc, params) in prior:
+        hit = ok[
+            (ok["base_e"] == values["base_e"]) & (ok["squeeze_ratio"] == values["squeeze_ratio"])
+        ]
+        assert len(hit) == 1 and hit["accuracy"].iloc[0] == acc and hit["params"].iloc[0] == params
     assert cli.main(["sweep", str(space), "--output", str(out)]) == 2  # no --resume
     assert "--resume" in capsys.readouterr().err
     space.write_text(text.replace("40000", "50000"))
@@ -213,3 +223,26 @@ def test_skipped_rows_are_never_trained(tiny_space):
     assert [p.index for p in keep] == [0]
     assert [r["trial_id"] for r in skipped] == ["limits-p0001-s0", "limits-p0001-s1"]
     assert all(r["status"] == "skipped" and "max_params 20,000" in r["error"] for r in skipped)
+
+
+def test_local_random_search_with_asha_records_stopped_rows(tiny_space, tmp_path):
+    space = tiny_space(
+        "randasha",
+        base_e="{values: [8, 16, 24, 32]}",
+        extra="  learning_rate: {loguniform: [0.00001, 0.003]}",
+        epochs=4,
+        search="{method: random, num_samples: 6, seed: 3, seeds: 1, scheduler: asha, "
+        "onnx_latency: false}",
+    )
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(space), "--output", str(out), "--max-concurrent", "2"]) == 0
+    table = results.load(out)
+    drawn = spaces.points(spaces.load(space))  # the same seeded sample the driver trained
+    assert sorted(table["point"]) == [p.index for p in drawn]
+    for p in drawn:
+        row = table[table["point"] == p.index].iloc[0]
+        assert row["base_e"] == p.arch.base_e and row["learning_rate"] == p.recipe.learning_rate
+    assert set(table["status"]) <= {"ok", "stopped"} and (table["status"] == "stopped").any()
+    stopped = table[table["status"] == "stopped"]
+    assert (stopped["epochs_done"] < 4).all() and stopped["accuracy"].notna().all()
+    assert (table[table["status"] == "ok"]["epochs_done"] == 4).all()
