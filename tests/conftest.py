@@ -20,9 +20,11 @@ from explorer import devices  # noqa: E402
 # run the batch split over devices (one device is tested against it).
 devices.split_cpu(2)
 
+import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -134,4 +136,36 @@ def ray_cluster(tmp_path_factory):
             "env": env,
         }
     finally:
-        subprocess.run([*ray, "stop", "--force"], env=env, capture_output=True, timeout=120)
+        _stop_nodes(f"{head_ip}:{port}", f"--gcs_server_port={port}")
+
+
+def _stop_nodes(*marks: str, wait_s: float = 30.0) -> None:
+    """End the processes of this cluster only: those whose command line names its
+    head (`ray stop` would end every Ray on the machine, a user's sweep too).
+    Their workers end with their raylet."""
+
+    def ours() -> list[int]:
+        pids = []
+        for entry in os.listdir("/proc"):
+            if not entry.isdigit():
+                continue
+            try:
+                with open(f"/proc/{entry}/cmdline", "rb") as f:
+                    cmdline = f.read().decode(errors="replace")
+            except OSError:
+                continue
+            if any(m in cmdline for m in marks):
+                pids.append(int(entry))
+        return pids
+
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in ours():
+            try:
+                os.kill(pid, sig)
+            except ProcessLookupError:
+                pass
+        deadline = time.monotonic() + wait_s
+        while ours() and time.monotonic() < deadline:
+            time.sleep(0.2)
+        if not ours():
+            return
