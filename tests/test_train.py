@@ -1,6 +1,5 @@
 """The trainer on real Fashion-MNIST slices, with a narrow SqueezeNet so it is quick."""
 
-import functools
 import json
 
 import jax
@@ -96,28 +95,36 @@ def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     assert ready[execution.IN_FLIGHT - 1] and ready[2 * execution.IN_FLIGHT - 1]
 
 
+# A gentle recipe (16 steps at lr 1e-3) for whole runs: float drift between two
+# programs grows with every step of chaotic training; here it stays at float level.
+GENTLE = QUICK.model_copy(update={"epochs": 1, "batch_size": 256, "learning_rate": 1e-3})
+
+
+@pytest.fixture(scope="module")
+def single_seeds(fmnist):
+    """Seeds 3 and 5 trained alone (3 steps), and seed 5's whole gentle run."""
+    alone = {seed: _params_after([seed], 3, fmnist, QUICK) for seed in (3, 5)}
+    five = train.train_and_evaluate(SMALL, GENTLE, fmnist, [5], measure_costs=False)[0]
+    return alone, five
+
+
 @pytest.mark.parametrize("how", ["loop", "vmap"])  # the CPU's way, and accelerators'
-def test_seeds_in_one_program_match_separate_runs(fmnist, how):
+def test_seeds_in_one_program_match_separate_runs(fmnist, single_seeds, how):
     """Same init, batches, dropout masks and updates per seed, to float tolerance;
     and a whole run of two seeds gives each seed's record, as two runs would."""
+    alone, five = single_seeds
     together = _params_after([3, 5], 3, fmnist, QUICK, settings=Settings(seeds=how))
     for i, seed in enumerate((3, 5)):
-        alone = _params_after([seed], 3, fmnist, QUICK)
         jax.tree.map(
             lambda t, a, i=i: np.testing.assert_allclose(t[i], a, rtol=1e-4, atol=1e-4),
             together,
-            alone,
+            alone[seed],
         )
     first = jax.tree_util.tree_leaves(together)[0]
     assert not np.allclose(first[0], first[1])  # really two seeds
-    # A gentle recipe (16 steps at lr 1e-3): float drift between the two programs
-    # grows with every step of chaotic training; here it stays at float level.
-    recipe = QUICK.model_copy(update={"epochs": 1, "batch_size": 256, "learning_rate": 1e-3})
-    run = functools.partial(
-        train.train_and_evaluate, SMALL, recipe, fmnist, measure_costs=False,
-        settings=Settings(seeds=how),
-    )  # fmt: skip
-    both, five = run([3, 5]), run([5])[0]
+    both = train.train_and_evaluate(
+        SMALL, GENTLE, fmnist, [3, 5], measure_costs=False, settings=Settings(seeds=how)
+    )
     assert [r["seed"] for r in both] == [3, 5] and both[0]["test_loss"] != both[1]["test_loss"]
     assert all(r["seeds_in_program"] == 2 for r in both) and five["seeds_in_program"] == 1
     # Batched convolutions sum in another order (~1e-7 relative); over an epoch
