@@ -125,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
         help="continue the sweep in --output and train its failed trials again",
     )
     p.add_argument("--max-concurrent", type=int, help="at most N trials at once")
+    p.add_argument(
+        "--storage",
+        help="where Tune keeps trials and checkpoints: a path every node sees, or a URI "
+        "such as s3://bucket/runs (default: the sweep folder)",
+    )
     p.add_argument("--report", action="store_true", help="write the report when done")
     p.set_defaults(func=commands.cmd_sweep)
 

@@ -205,6 +205,7 @@ def cmd_sweep(args) -> int:
         resume=args.resume,
         retry_failed=args.retry_failed,
         max_concurrent=args.max_concurrent,
+        storage=args.storage,
         settings=args.settings,
     )
     counts = table["status"].value_counts().to_dict()

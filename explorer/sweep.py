@@ -80,13 +80,16 @@ def run(
     retry_failed: bool = False,
     max_concurrent: int | None = None,
     settings: Settings | None = None,
+    storage: str | None = None,
     stream=None,
 ):
     """Run (or resume) a sweep; returns the results table.
 
     settings: how trials run; default: read from the environment (this is an
-    entry point). Raises SweepInterrupted, after saving every finished row,
-    when the sweep stopped before its last row.
+    entry point). storage: where Ray Tune keeps its experiment and the trials'
+    checkpoints (a path every node sees, or a `pyarrow.fs` URI such as
+    s3://bucket/runs); default: the sweep folder. Raises SweepInterrupted, after
+    saving every finished row, when the sweep stopped before its last row.
     """
     stream = stream or sys.stderr
     settings = settings or settings_mod.from_env()
@@ -132,6 +135,9 @@ def run(
         )
         if remaining if how.proposes else configs:
             ray_at = {"address": address, "node_ip_address": node_ip_address}
+            if storage and "://" not in storage:
+                storage = str(Path(storage).absolute())
+            ray_at["storage"] = storage or str(out)
             _fit(space, out, configs, done, total, n_done, settings, max_concurrent, **ray_at)
         table = _keep_weights(space, results.load(out), out)
         results.save(table, out / "results.parquet")
@@ -142,7 +148,7 @@ def run(
 
 
 def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, address,
-         node_ip_address):  # fmt: skip
+         node_ip_address, storage):  # fmt: skip
     if address is None:
         settings_mod.local_ray_env()
     else:
@@ -167,7 +173,8 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
                 ray.init(address=address, _node_ip_address=node_ip_address, **kwargs)
             _check_nodes(space, settings)
         else:
-            ray.init(include_dashboard=False, **kwargs)
+            # "local": a Ray of this command's own, never a cluster found on the machine
+            ray.init(address="local", include_dashboard=False, **kwargs)
     try:
         how = search.method(space)
         fn = tune.with_parameters(trainable, space=space, settings=settings)
@@ -199,7 +206,7 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         writer = RowWriter(out, space, total, len(done), first_index=n_done)
         run_cfg = tune.RunConfig(
             name="tune",
-            storage_path=str(out),
+            storage_path=storage,
             failure_config=tune.FailureConfig(max_failures=space.search.max_failures),
             # the latest checkpoint of each trial: what a retry resumes from, and the
             # final weights a row points to

@@ -24,6 +24,7 @@ import signal  # noqa: E402
 import socket  # noqa: E402
 import subprocess  # noqa: E402
 import sys  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 from pathlib import Path  # noqa: E402
 
@@ -137,6 +138,13 @@ def ray_cluster(tmp_path_factory):
         }
     finally:
         _stop_nodes(f"{head_ip}:{port}", f"--gcs_server_port={port}")
+        # `ray stop` also forgets the machine's current cluster; so do we, if it is ours
+        current = Path(tempfile.gettempdir()) / "ray" / "ray_current_cluster"
+        try:
+            if current.read_text().strip() == f"{head_ip}:{port}":
+                current.unlink()
+        except OSError:
+            pass
 
 
 def _stop_nodes(*marks: str, wait_s: float = 30.0) -> None:

@@ -234,9 +234,14 @@ def test_local_random_search_with_asha_records_stopped_rows(tiny_space, tmp_path
         search="{method: random, num_samples: 6, seed: 3, seeds: 1, scheduler: asha, "
         "onnx_latency: false}",
     )
-    out = tmp_path / "sweep"
-    assert cli.main(["sweep", str(space), "--output", str(out), "--max-concurrent", "2"]) == 0
+    out, storage = tmp_path / "sweep", tmp_path / "elsewhere"
+    argv = ["sweep", str(space), "--output", str(out), "--max-concurrent", "2"]
+    assert cli.main([*argv, "--storage", str(storage)]) == 0
     table = results.load(out)
+    # the trials and their checkpoints went to --storage; the rows name them there
+    assert not (out / "tune").exists() and (storage / "tune").is_dir()
+    ok = table[table["status"] == "ok"]
+    assert ok["checkpoint"].str.startswith(str(storage)).all() and len(ok)
     drawn = spaces.points(spaces.load(space))  # the same seeded sample the driver trained
     assert sorted(table["point"]) == [p.index for p in drawn]
     for p in drawn:
