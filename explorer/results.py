@@ -116,13 +116,16 @@ def empty() -> pd.DataFrame:
     return conform(pd.DataFrame(columns=COLUMNS))
 
 
-def conform(df: pd.DataFrame) -> pd.DataFrame:
-    """Columns in SCHEMA order with SCHEMA dtypes; missing ones filled with NA."""
-    unknown = sorted(set(df.columns) - set(SCHEMA))
+def conform(df: pd.DataFrame, schema: dict = SCHEMA, name: str = "SCHEMA") -> pd.DataFrame:
+    """Columns in the schema's order with its dtypes; missing ones filled with NA.
+
+    schema: SCHEMA (rows) or CURVE_SCHEMA (named `name` in the error for an unknown column).
+    """
+    unknown = sorted(set(df.columns) - set(schema))
     if unknown:
-        raise ResultsError(f"columns not in results.SCHEMA: {unknown}")
+        raise ResultsError(f"columns not in results.{name}: {unknown}")
     out = pd.DataFrame(index=df.index)
-    for col, (dtype, _) in SCHEMA.items():
+    for col, (dtype, _) in schema.items():
         if col not in df:
             out[col] = pd.Series(pd.NA, index=df.index, dtype=_missing_dtype(dtype)).astype(dtype)
             continue
@@ -189,7 +192,7 @@ def write_curve(folder: str | Path, trial_id: str, points: list[dict]) -> Path:
     df = pd.DataFrame(points).drop_duplicates(["seed", "epoch"], keep="last")
     df = df.sort_values("epoch").assign(trial_id=trial_id)
     target = curves / f"{_safe(trial_id)}.parquet"
-    _write_atomically(_typed(df, CURVE_SCHEMA), target)
+    _write_atomically(_curves(df), target)
     return target
 
 
@@ -197,19 +200,11 @@ def load_curves(folder: str | Path) -> pd.DataFrame:
     """All learning curves of a sweep folder (or a curves.parquet file)."""
     path = Path(folder)
     if path.is_file():
-        return _typed(_read(path), CURVE_SCHEMA)
+        return _curves(_read(path))
     files = sorted((path / "curves").glob("*.parquet"))
     if not files:
-        return _typed(pd.DataFrame(columns=list(CURVE_SCHEMA)), CURVE_SCHEMA)
-    return _typed(pd.concat([_read(f) for f in files], ignore_index=True), CURVE_SCHEMA)
-
-
-def _typed(df: pd.DataFrame, schema: dict) -> pd.DataFrame:
-    out = pd.DataFrame(index=df.index)
-    for col, (dtype, _) in schema.items():
-        values = df[col] if col in df else pd.Series(pd.NA, index=df.index, dtype="Float64")
-        out[col] = values.astype(dtype)
-    return out.reset_index(drop=True)
+        return _curves(pd.DataFrame(columns=list(CURVE_SCHEMA)))
+    return _curves(pd.concat([_read(f) for f in files], ignore_index=True))
 
 
 def save(df: pd.DataFrame, path: str | Path) -> Path:
@@ -220,10 +215,14 @@ def save(df: pd.DataFrame, path: str | Path) -> Path:
     return path
 
 
+def _curves(df: pd.DataFrame) -> pd.DataFrame:
+    return conform(df, CURVE_SCHEMA, "CURVE_SCHEMA")
+
+
 def save_curves(df: pd.DataFrame, path: str | Path) -> Path:
     """Write all learning curves to one Parquet file (curves.parquet), atomically."""
     path = Path(path)
-    _write_atomically(_typed(df, CURVE_SCHEMA), path)
+    _write_atomically(_curves(df), path)
     return path
 
 

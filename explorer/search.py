@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import dataclasses
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-if TYPE_CHECKING:  # imported for types only: this module loads before explorer.space
-    from explorer.space import Domain, Space
+# The entries take plain values (objectives {metric: "min" | "max"}, seeds, epochs), not
+# a Space: the space module reads this registry, so this one imports nothing of the package.
+Objectives = dict[str, str]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -24,9 +25,10 @@ class Method:
 
     name: str
     sampled: bool  # points drawn at random (num_samples of them), else the full grid
-    # searcher(space, prior) -> a Ray Tune Searcher; None: the driver enumerates the points.
-    # prior: finished points and their objectives, [(values, score or [scores])].
-    searcher: Callable[[Space, list], Any] | None = None
+    # searcher(objectives, seed, prior) -> a Ray Tune Searcher; None: the driver
+    # enumerates the points. prior: finished points and their objectives,
+    # [(values, score or [scores])].
+    searcher: Callable[[Objectives, int, list], Any] | None = None
 
     @property
     def proposes(self) -> bool:
@@ -34,14 +36,14 @@ class Method:
         return self.searcher is not None
 
 
-def _optuna_tpe(space: Space, prior: list) -> Any:
+def _optuna_tpe(objectives: Objectives, seed: int, prior: list) -> Any:
     from ray.tune.search.optuna import OptunaSearch
 
-    metrics, modes = list(space.objectives), list(space.objectives.values())
+    metrics, modes = list(objectives), list(objectives.values())
     return OptunaSearch(
         metric=metrics if len(metrics) > 1 else metrics[0],
         mode=modes if len(modes) > 1 else modes[0],
-        seed=space.search.seed,
+        seed=seed,
         points_to_evaluate=[p for p, _ in prior] or None,
         evaluated_rewards=[r for _, r in prior] or None,
     )
@@ -54,49 +56,28 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _asha(space: Space) -> Any:
+def _asha(objectives: Objectives, epochs: int) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
-    return ASHAScheduler(
-        time_attr="epoch", max_t=space.recipe.epochs, grace_period=1, reduction_factor=2
-    )
+    return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=2)
 
 
-def _pareto(space: Space) -> Any:
+def _pareto(objectives: Objectives, epochs: int) -> Any:
     from explorer import pareto_scheduler
 
-    return pareto_scheduler.make(dict(space.objectives), space.recipe.epochs)
+    return pareto_scheduler.make(dict(objectives), epochs)
 
 
-# name -> scheduler(space) -> a Ray Tune TrialScheduler; None: every trial runs to the end.
-SCHEDULERS: dict[str, Callable[[Space], Any] | None] = {
+# name -> scheduler(objectives, epochs) -> a Ray Tune TrialScheduler; None: every
+# trial runs to the end.
+SCHEDULERS: dict[str, Callable[[Objectives, int], Any] | None] = {
     "none": None,
     "asha": _asha,  # successive halving on the first objective alone
     "pareto": _pareto,  # stops a trial dominated at its own size (explorer.pareto_scheduler)
 }
 
 
-def method(space: Space) -> Method:
-    """The space's search method."""
-    return METHODS[space.search.method]
-
-
-def scheduler(space: Space) -> Any:
-    """The space's scheduler, or None."""
-    make = SCHEDULERS[space.search.scheduler]
-    return make(space) if make else None
-
-
-def tune_domain(d: Domain) -> Any:
-    """A space's domain as a Ray Tune search-space entry (for searchers)."""
-    from ray import tune
-
-    if d.kind == "fixed":
-        return d.values[0]
-    if d.kind == "values":
-        return tune.choice(list(d.values))
-    if d.kind == "uniform":
-        return tune.uniform(d.low, d.high)
-    if d.kind == "loguniform":
-        return tune.loguniform(d.low, d.high)
-    return tune.randint(int(d.low), int(d.high) + 1)
+def scheduler(name: str, objectives: Objectives, epochs: int) -> Any:
+    """The named scheduler for these objectives and budget, or None."""
+    make = SCHEDULERS[name]
+    return make(objectives, epochs) if make else None

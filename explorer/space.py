@@ -299,12 +299,12 @@ def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[
 
 def points(space: Space) -> list[Point]:
     """The space's points: the grid, or the seeded random sample of a sampled method."""
-    return sample(space) if searches.method(space).sampled else grid(space)
+    return sample(space) if searches.METHODS[space.search.method].sampled else grid(space)
 
 
 def _check_points(space: Space) -> None:
     """Plan every grid point (or a sample) so impossible networks fail at load."""
-    if not searches.method(space).sampled:
+    if not searches.METHODS[space.search.method].sampled:
         pts = grid(space)
         if not pts:
             raise SpaceError(space.path, "space", "the grid is empty")

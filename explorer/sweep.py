@@ -102,7 +102,7 @@ def run(
         preflight(space, settings)
         if address is not None:
             node_ip_address = _reachable(address, node_ip_address)
-        how = search.method(space)
+        how = search.METHODS[space.search.method]
         if how.proposes:  # a searcher proposes the points; done ones warm-start it
             todo_pts, skipped = [], []
             n_done = len({rows.point_id(t) for t in done})
@@ -176,13 +176,18 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
             # "local": a Ray of this command's own, never a cluster found on the machine
             ray.init(address="local", include_dashboard=False, **kwargs)
     try:
-        how = search.method(space)
+        how = search.METHODS[space.search.method]
         fn = tune.with_parameters(trainable, space=space, settings=settings)
         fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
-        scheduler = search.scheduler(space)
-        search_alg = how.searcher(space, prior_results(space, out)) if how.proposes else None
+        scheduler = search.scheduler(
+            space.search.scheduler, dict(space.objectives), space.recipe.epochs
+        )
+        search_alg = None
         if how.proposes:
-            param_space = {k: search.tune_domain(d) for k, d in space.domains.items()}
+            prior = prior_results(space, out)
+            search_alg = how.searcher(dict(space.objectives), space.search.seed, prior)
+        if how.proposes:
+            param_space = {k: _tune_domain(d) for k, d in space.domains.items()}
             num_samples = max(space.search.num_samples - n_done, 0)
         else:
             param_space = {"cfg": tune.grid_search(configs)}
@@ -321,6 +326,21 @@ def _check_nodes(space: spaces.Space, settings: Settings) -> None:
             cause = getattr(e, "cause", None) or e
             ray.shutdown()
             raise SweepError(f"node {addr}: {str(cause).strip().splitlines()[-1]}") from None
+
+
+def _tune_domain(d: spaces.Domain):
+    """A space's domain as a Ray Tune search-space entry (for searchers)."""
+    from ray import tune
+
+    if d.kind == "fixed":
+        return d.values[0]
+    if d.kind == "values":
+        return tune.choice(list(d.values))
+    if d.kind == "uniform":
+        return tune.uniform(d.low, d.high)
+    if d.kind == "loguniform":
+        return tune.loguniform(d.low, d.high)
+    return tune.randint(int(d.low), int(d.high) + 1)
 
 
 def prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:

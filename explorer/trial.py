@@ -60,6 +60,16 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     last_curve: list = []
 
     def on_epoch(ep: int, m: dict) -> None:
+        curve = [
+            {"seed": r["seed"], "epoch": ep, **{k: float(m[k][i]) for k in EPOCH_METRICS},
+             "wall_s": time.perf_counter() - t0}
+            for i, r in enumerate(rows)
+        ]  # fmt: skip
+        if ep == point.recipe.epochs:
+            # the last epoch is reported once, with the final rows: a scheduler that
+            # ends trials at the budget (ASHA) would otherwise end this one here
+            last_curve[:] = curve
+            return
         partial = [
             {
                 **r,
@@ -71,16 +81,6 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
             }
             for i, r in enumerate(rows)
         ]
-        curve = [
-            {"seed": r["seed"], "epoch": ep, **{k: float(m[k][i]) for k in EPOCH_METRICS},
-             "wall_s": time.perf_counter() - t0}
-            for i, r in enumerate(rows)
-        ]  # fmt: skip
-        if ep == point.recipe.epochs:
-            # the last epoch is reported once, with the final rows: a scheduler that
-            # ends trials at the budget (ASHA) would otherwise end this one here
-            last_curve[:] = curve
-            return
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
         means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
