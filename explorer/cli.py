@@ -15,6 +15,7 @@ from explorer import commands
 from explorer import settings as settings_mod
 from explorer import space as spaces
 from explorer.checkpoints import CheckpointError
+from explorer.compression import CompressionError
 from explorer.data import DatasetError
 from explorer.export import DTYPES, ExportError
 from explorer.results import ResultsError
@@ -31,6 +32,7 @@ USER_ERRORS = (
     settings_mod.SettingError,
     CheckpointError,
     ExportError,
+    CompressionError,
 )
 
 
@@ -162,8 +164,34 @@ def parser() -> argparse.ArgumentParser:
     add_data_source(p, "top-1 on the first N test images (default: as trained)", download=False)
     p.set_defaults(func=commands.cmd_export)
 
-    p = sub.add_parser("evaluate", help="an ONNX file's top-1 and batch-1 latency (ONNX Runtime)")
-    p.add_argument("model", help="an ONNX file (explorer export)")
+    p = sub.add_parser(
+        "compress", help="Deep Compression of a kept network: prune, share weights, Huffman-code"
+    )
+    p.add_argument(
+        "checkpoint", help="a sweep folder (with --trial or --best) or a checkpoint folder"
+    )
+    p.add_argument("--trial", help="the sweep's trial to compress")
+    p.add_argument("--best", metavar="COLUMN", help="the sweep's best trial by COLUMN")
+    p.add_argument("--where", metavar="QUERY", help='only rows meeting e.g. "bytes_int8 <= 1e5"')
+    p.add_argument("--sparsity", type=float, default=0.33, help="pruned fraction (default 0.33)")
+    p.add_argument(
+        "--bits", type=int, default=6, help="2^BITS shared weights per layer; 0: float32 (6)"
+    )
+    p.add_argument("--retrain-epochs", type=int, default=1, help="after pruning (default 1)")
+    p.add_argument("--finetune-epochs", type=int, default=1, help="of the centroids (default 1)")
+    p.add_argument(
+        "--lr-scale", type=float, default=0.1, help="of the recipe's learning rate (default 0.1)"
+    )
+    p.add_argument("--out", help="the compressed file (default: compressed/NAME-spS-bB.sqz)")
+    p.add_argument("--json", metavar="PATH", help="write what was measured as JSON ('-': stdout)")
+    p.add_argument("--data-dir", help="TFDS data_dir holding the prepared data set")
+    p.set_defaults(func=commands.cmd_compress)
+
+    p = sub.add_parser(
+        "evaluate",
+        help="top-1 of an ONNX file (and its batch-1 latency) or of a compressed network",
+    )
+    p.add_argument("model", help="an ONNX file (explorer export) or a .sqz (explorer compress)")
     p.add_argument(
         "--dataset",
         help="TFDS name (default: the file's own data set, else fashion_mnist)",

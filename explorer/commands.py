@@ -287,9 +287,87 @@ def cmd_export(args) -> int:
     return 0
 
 
+def cmd_compress(args) -> int:
+    import pydantic
+
+    from explorer import deploy
+    from explorer.recipe import Compression
+
+    try:
+        how = Compression(
+            sparsity=args.sparsity,
+            bits=args.bits,
+            retrain_epochs=args.retrain_epochs,
+            finetune_epochs=args.finetune_epochs,
+            learning_rate_scale=args.lr_scale,
+        )
+    except pydantic.ValidationError as e:
+        err = e.errors(include_url=False)[0]
+        flag = {"learning_rate_scale": "lr-scale"}.get(err["loc"][0], err["loc"][0])
+        flag = str(flag).replace("_", "-")
+        raise UsageError(f"--{flag}: {err['msg']}, got {err['input']!r}") from None
+    folder, row = deploy.checkpoint_of(args.checkpoint, args.trial, args.best, args.where)
+    name = str(row["trial_id"]) if row is not None else folder.name
+    where = Path(args.checkpoint) if row is not None and Path(args.checkpoint).is_dir() else Path()
+    out = Path(
+        args.out or where / "compressed" / f"{name}-sp{round(100 * how.sparsity)}-b{how.bits}.sqz"
+    )
+
+    def stage(name: str, acc: float) -> None:
+        print(f"  {name:<10} top-1 {100 * acc:.2f}%", file=sys.stderr, flush=True)
+
+    print(
+        f"{folder}: sparsity {how.sparsity:g}, {how.bits or 32} bits, retrain "
+        f"{how.retrain_epochs} + fine-tune {how.finetune_epochs} epochs",
+        file=sys.stderr,
+    )
+    done = deploy.compress_checkpoint(
+        folder,
+        how,
+        out,
+        args.data_dir,
+        args.settings.fashion_mnist_dir,
+        args.settings,
+        None if row is None else str(row["trial_id"]),
+        stage,
+    )
+    print(
+        f"{out}: {console.human_bytes(done.bytes_compressed)} "
+        f"({done.ratio:.1f}x smaller than float32's {console.human_bytes(done.bytes_f32)}); "
+        f"top-1 {100 * done.compressed_accuracy:.2f}% "
+        f"(trained {100 * done.accuracy_before:.2f}%), in {done.wall_s:.0f} s"
+    )
+    if args.json:
+        text = json.dumps({**done.as_dict(), "source": str(folder)}, indent=1, default=str)
+        if args.json == "-":
+            print(text)
+        else:
+            Path(args.json).write_text(text + "\n")
+    return 0
+
+
 def cmd_evaluate(args) -> int:
+    from explorer import compression, export
     from explorer import data as datasets
-    from explorer import export
+
+    if Path(args.model).suffix == compression.SUFFIX:
+        from explorer import deploy
+
+        top1, n, decoded = deploy.evaluate_compressed(
+            Path(args.model),
+            args.test_size,
+            args.data_dir,
+            args.settings.fashion_mnist_dir,
+            args.settings,
+        )
+        spec = compression.spec_of(decoded.meta)
+        f32 = complexity.bytes_f32(arch.plan(spec))
+        print(
+            f"{args.model}: top-1 {100 * top1:.2f}% on {n:,} {decoded.meta['dataset']} test "
+            f"images (decoded from the file, JAX); {console.human_bytes(decoded.size)}, "
+            f"{f32 / decoded.size:.1f}x smaller than float32"
+        )
+        return 0
 
     meta = export.metadata(args.model)
     name = args.dataset or meta.get("dataset") or "fashion_mnist"

@@ -13,6 +13,8 @@ SqueezeNet (0.82 and 0.35) are multiply-accumulates with padding taps included:
 
 from __future__ import annotations
 
+import math
+
 from explorer.architecture import Plan, conv_out
 
 BYTES_F32 = 4
@@ -107,3 +109,24 @@ def summary(p: Plan) -> dict:
         "bytes_int8": bytes_int8(p),
         "flops": flops(p),
     }
+
+
+def bytes_compressed_estimate(p: Plan, sparsity: float, bits: int, index_gain: float = 1.0) -> int:
+    """Deep Compression's file size, estimated before training (explorer.compression).
+
+    Kept weights cost `bits` each (float32 when bits is 0) times index_gain
+    (Huffman coding of the indices gains what the trained weights allow, known
+    only after training); positions cost the entropy of the gaps between kept
+    weights if they fall at random (geometric), which their Huffman code comes
+    close to; codebooks and biases are float32.
+    """
+    q = 1.0 - sparsity
+    gap_bits = 0.0
+    if sparsity > 0:
+        gap_bits = (-sparsity * math.log2(sparsity) - q * math.log2(q)) / q
+    total = 0.0
+    for cin, cout, k, *_ in _convs(p):
+        kept = k * k * cin * cout - round(sparsity * k * k * cin * cout)
+        index = bits * index_gain if bits else 32
+        total += kept * (index + gap_bits) / 8 + BYTES_F32 * ((2**bits if bits else 0) + cout)
+    return int(math.ceil(total))

@@ -147,3 +147,77 @@ def export_checkpoint(
         data.info.name,
         meta.get("accuracy"),
     )
+
+
+def compress_checkpoint(
+    folder: Path,
+    how,
+    out: Path,
+    data_dir: str | None = None,
+    fashion_mnist_dir: str | None = None,
+    settings=None,
+    trial_id: str | None = None,
+    on_stage=None,
+):
+    """Deep Compression of a checkpoint (explorer.compression), on the data it trained on."""
+    from explorer import compression
+    from explorer.recipe import Recipe
+
+    params, _, meta = checkpoints.restore(folder)
+    spec = checkpoints.spec_of(meta)
+    recipe = Recipe.model_validate_json(meta["recipe"])
+    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
+    data = datasets.load(
+        meta["dataset"],
+        data_dir or meta.get("data_dir"),
+        meta.get("train_size"),
+        meta.get("test_size"),
+        False,
+        **extra,
+    )
+    keep = ("spec", "dataset", "mean", "std", "seed", "epoch", "recipe", "train_size", "test_size")
+    info = {k: meta[k] for k in keep if meta.get(k) is not None}
+    if trial_id:
+        info["trial_id"] = trial_id
+    return compression.compress(
+        spec,
+        recipe,
+        data,
+        params,
+        how,
+        out,
+        info,
+        seed=int(meta.get("seed", 0)),
+        settings=settings,
+        on_stage=on_stage,
+    )
+
+
+def evaluate_compressed(
+    path: Path,
+    test_size: int | None = None,
+    data_dir: str | None = None,
+    fashion_mnist_dir: str | None = None,
+    settings=None,
+) -> tuple[float, int, object]:
+    """(top-1, test images, the decoded file) of a compressed network, decoded from its bytes."""
+    from explorer import compression
+    from explorer.recipe import Recipe
+
+    decoded = compression.read(path)
+    meta = decoded.meta
+    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
+    data = datasets.load(
+        meta["dataset"],
+        data_dir or meta.get("data_dir"),
+        1,
+        test_size or meta.get("test_size"),
+        False,
+        **extra,
+    )
+    recipe = Recipe.model_validate_json(meta["recipe"]) if meta.get("recipe") else Recipe()
+    spec = compression.spec_of(meta)
+    top1 = compression.evaluate(
+        spec, recipe, data, decoded.params, settings, meta.get("mean"), meta.get("std")
+    )
+    return top1, len(data.x_test), decoded

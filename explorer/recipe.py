@@ -119,6 +119,21 @@ class Constraints(Section):
         return out
 
 
+class Compression(Section):
+    """Deep Compression after training (explorer.compression): prune, share, code.
+
+    Keys a space may fix here or vary like a metaparameter. Retraining and the
+    centroids' fine-tuning use the recipe's optimiser at learning_rate_scale of
+    its rate, without warm-up (the paper retrains at a lower rate).
+    """
+
+    sparsity: float = Field(0.0, ge=0, lt=1)  # of every kernel, smallest magnitudes first
+    bits: int = Field(0, ge=0, le=8)  # 2^bits shared weights per layer; 0: float32 values
+    retrain_epochs: int = Field(1, ge=0)  # after pruning, under the mask
+    finetune_epochs: int = Field(1, ge=0)  # of the centroids, after k-means
+    learning_rate_scale: float = Field(0.1, gt=0, le=1)
+
+
 class Resources(Section):
     """What one trial asks of Ray."""
 

@@ -7,10 +7,12 @@ architecture: compile, epochs, test metrics, int8 accuracy, latency.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -103,18 +105,42 @@ def augment(key: jax.Array, xb: jax.Array) -> jax.Array:
 
 
 # ---------------------------------------------------------------- the step
-def make_train_step(model: models.SqueezeNet, tx: optax.GradientTransformation, recipe: Recipe):
+@dataclasses.dataclass(frozen=True)
+class Trainable:
+    """What a run trains when it is not a network's parameters from scratch.
+
+    start: the trainable tree the run starts from (host arrays); to_params:
+    the network's parameters from that tree (traced; e.g. shared weights
+    gathered from their codebooks); wrap: the recipe's optimiser around
+    (e.g. its updates masked, so pruned weights stay zero). Deep Compression's
+    retraining steps are such runs (explorer.compression).
+    """
+
+    start: Any
+    to_params: Callable = lambda p: p
+    wrap: Callable[[optax.GradientTransformation], optax.GradientTransformation] = lambda tx: tx
+
+
+def make_train_step(
+    model: models.SqueezeNet,
+    tx: optax.GradientTransformation,
+    recipe: Recipe,
+    to_params: Callable = lambda p: p,
+):
     """train_step(state, batch, key, axis=None) -> (state, metrics); pure.
 
     state: {"params", "opt"}; batch: {"image": float32 NHWC, "label": int32};
     key: the dropout key. With `axis`, the devices along that mesh axis share
     the batch and their gradients and metrics are averaged (as in Flax's
-    data-parallel examples).
+    data-parallel examples). to_params: the network's parameters from the
+    trained tree (see Trainable).
     """
     num_classes = model.plan.spec.num_classes
 
     def loss_fn(params, images, labels, key):
-        logits = model.apply({"params": params}, images, train=True, rngs={"dropout": key})
+        logits = model.apply(
+            {"params": to_params(params)}, images, train=True, rngs={"dropout": key}
+        )
         targets = optax.smooth_labels(jax.nn.one_hot(labels, num_classes), recipe.label_smoothing)
         loss = optax.softmax_cross_entropy(logits, targets).mean()
         return loss, (logits.argmax(-1) == labels).mean()
@@ -132,12 +158,12 @@ def make_train_step(model: models.SqueezeNet, tx: optax.GradientTransformation, 
     return train_step
 
 
-def make_eval_step(model: models.SqueezeNet):
+def make_eval_step(model: models.SqueezeNet, to_params: Callable = lambda p: p):
     """eval_step(params, batch) -> sums of loss, top-1 and top-5 hits (labels < 0: padding)."""
     num_classes = model.plan.spec.num_classes
 
     def eval_step(params, batch):
-        logits = model.apply({"params": params}, batch["image"])
+        logits = model.apply({"params": to_params(params)}, batch["image"])
         labels = batch["label"]
         valid = labels >= 0
         loss = optax.softmax_cross_entropy_with_integer_labels(logits, jnp.maximum(labels, 0))
@@ -155,12 +181,14 @@ def make_runner(
     num_seeds: int = 1,
     devices: int | None = None,
     settings: Settings | None = None,
+    trainable: Trainable | None = None,
 ) -> execution.Runner:
     """The compiled init, step, shuffle and eval functions of a training run.
 
     The data set sits on the device as uint8; each step cuts its batch from
     this epoch's permutation, augments and normalises it there, so the host
     never feeds batches. devices: how many share each batch (execution.mesh).
+    trainable: train this instead of freshly initialised parameters.
     """
     settings = settings or Settings()
     model = models.build(spec, settings=settings, many_seeds=num_seeds > 1)
@@ -171,12 +199,19 @@ def make_runner(
             f"batch_size {recipe.batch_size} is larger than the {n_train} training images"
         )
     tx = optimizer(recipe, steps)
-    train_step, eval_step = make_train_step(model, tx, recipe), make_eval_step(model)
+    to_params = lambda p: p  # noqa: E731
+    if trainable is not None:
+        tx, to_params = trainable.wrap(tx), trainable.to_params
+    train_step = make_train_step(model, tx, recipe, to_params)
+    eval_step = make_eval_step(model, to_params)
     shape = models.input_shape(spec, 1)
     eval_b = min(recipe.eval_batch_size, len(data.x_test))
 
     def init(key):
-        params = model.init(key, jnp.zeros(shape, jnp.float32))["params"]
+        if trainable is not None:
+            params = jax.tree.map(jnp.asarray, trainable.start)
+        else:
+            params = model.init(key, jnp.zeros(shape, jnp.float32))["params"]
         return {"params": params, "opt": tx.init(params), "sums": jnp.zeros(2)}
 
     def step(state, d, perm, j, key, part, axis):
@@ -242,6 +277,7 @@ def train_and_evaluate(
     on_end: Callable[[list], None] | None = None,
     on_state: Callable[[int, list[dict]], None] | None = None,
     start: tuple[int, list[dict]] | None = None,
+    trainable: Trainable | None = None,
 ) -> list[dict]:
     """Train len(seeds) copies of one architecture together; one record per seed.
 
@@ -253,13 +289,14 @@ def train_and_evaluate(
     each seed's {"params", "opt"} on the host (to checkpoint them); start =
     (epochs done, each seed's {"params", "opt": its leaves}) resumes a run
     there. Epoch keys depend on the epoch alone, so a resumed run computes what
-    the uninterrupted one would have.
+    the uninterrupted one would have. trainable: what to train instead of
+    freshly initialised parameters (one seed; see Trainable).
     """
     t_start = time.perf_counter()
     seeds = list(seeds)
     plan = arch.plan(spec)
     k = len(seeds)
-    runner = make_runner(spec, recipe, data, num_seeds=k, settings=settings)
+    runner = make_runner(spec, recipe, data, num_seeds=k, settings=settings, trainable=trainable)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state = runner.init(init_key)
     first = 1

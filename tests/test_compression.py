@@ -1,0 +1,217 @@
+"""Deep Compression (explorer.compression): pruning that holds through retraining, weight
+sharing that decodes exactly, Huffman streams whose size is the file's payload, damaged
+files as one-line errors, and `explorer compress` then `evaluate` on a network trained on
+real Fashion-MNIST images."""
+
+import json
+import math
+import re
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from explorer import cli, compression, models, train
+from explorer import data as datasets
+from explorer.recipe import Compression, Recipe
+from tests.test_export import SMALL, TRAIN
+
+
+@pytest.fixture(scope="module")
+def fmnist():
+    return datasets.load("fashion_mnist", train_size=1024, test_size=512)
+
+
+@pytest.fixture(scope="module")
+def params():
+    """SMALL's initial parameters (NumPy): real shapes and a spread of magnitudes."""
+    model = models.build(SMALL)
+    p = model.init(jax.random.key(3), jnp.zeros(models.input_shape(SMALL, 1)))["params"]
+    return jax.tree.map(np.asarray, p)
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """One seed trained for an epoch on 2,048 images through the CLI, saved with --save."""
+    root = tmp_path_factory.mktemp("trained")
+    record = root / "record.json"
+    assert cli.main([*TRAIN, "--save", str(root / "ckpt"), "--json", str(record)]) == 0
+    return {"folder": root / "ckpt" / "seed-0", "record": json.loads(record.read_text())}
+
+
+@pytest.mark.parametrize("sparsity", [0.33, 0.7])
+def test_each_layer_has_the_asked_sparsity_smallest_magnitudes_first(params, sparsity):
+    masks = compression.prune_masks(params, sparsity)
+    flat, keep = compression._flat(params), compression._flat(masks)
+    for path, a in flat.items():
+        if not path.endswith("/kernel"):
+            assert keep[path].all(), f"{path}: a bias was pruned"
+            continue
+        dropped = int((~keep[path]).sum())
+        assert dropped == round(sparsity * a.size), path
+        # every pruned weight is no larger than every kept one
+        assert np.abs(a[~keep[path]]).max() <= np.abs(a[keep[path]]).min(), path
+
+
+def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
+    from explorer import checkpoints
+
+    params, _, meta = checkpoints.restore(trained["folder"])
+    recipe = Recipe.model_validate_json(meta["recipe"])
+    masks = compression.prune_masks(params, 0.6)
+    pruned = compression._apply(params, masks)
+    acc_pruned = compression.evaluate(SMALL, recipe, fmnist, pruned)
+    got = []
+    rec = train.train_and_evaluate(
+        SMALL,
+        recipe,
+        fmnist,
+        (0,),
+        measure_costs=False,
+        on_end=got.extend,
+        trainable=train.Trainable(pruned, wrap=compression.masked(masks)),
+    )
+    # retraining under the mask wins back some of what pruning lost
+    assert rec[0]["status"] == "ok" and rec[0]["accuracy"] > acc_pruned + 0.02, (
+        rec[0]["accuracy"],
+        acc_pruned,
+    )
+    after, keep = compression._flat(jax.device_get(got[0])), compression._flat(masks)
+    for path, a in compression.kernels(after).items():
+        assert (np.asarray(a)[~keep[path]] == 0).all(), f"{path}: a pruned weight moved"
+        assert (np.asarray(a)[keep[path]] != compression._flat(pruned)[path][keep[path]]).any()
+
+
+@pytest.mark.parametrize("sparsity,bits", [(0.5, 4), (0.0, 3), (0.33, 0), (0.0, 0)])
+def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsity, bits):
+    masks = compression.prune_masks(params, sparsity)
+    pruned = compression._apply(params, masks)
+    shared = compression.share(pruned, masks, bits) if bits else None
+    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
+    meta["compression"] = {"sparsity": sparsity, "bits": bits}
+    path = tmp_path / "net.sqz"
+    layout = compression.write(path, shared, None if shared else pruned, meta)
+    decoded = compression.read(path)
+    want = compression._flat(shared.params() if shared else pruned)
+    got = compression._flat(decoded.params)
+    assert sorted(got) == sorted(want)
+    for p in want:
+        assert got[p].dtype == np.float32 and np.array_equal(got[p], want[p]), p
+    if bits:  # at most 2^bits distinct values per kernel, besides the pruned zeros
+        for p, a in compression.kernels(decoded.params).items():
+            assert len(np.unique(a[compression._flat(masks)[p]])) <= 2**bits, p
+    assert path.stat().st_size == layout.total == decoded.size
+
+
+def test_huffman_coded_size_is_the_files_payload(params, tmp_path):
+    masks = compression.prune_masks(params, 0.6)
+    shared = compression.share(compression._apply(params, masks), masks, 5)
+    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
+    meta["compression"] = {"sparsity": 0.6, "bits": 5}
+    layout = compression.write(tmp_path / "net.sqz", shared, None, meta)
+    # each stream's length, counted independently: frequency x code length, whole bytes
+    streams = [i[i >= 0] for i in shared.indices.values()]
+    gaps = np.concatenate([compression.positions(i) for i in shared.indices.values()])
+    expected = sum(math.ceil(compression.coded_bits(s) / 8) for s in [*streams, gaps])
+    assert layout.payload == expected == compression.read(tmp_path / "net.sqz").payload
+    # Huffman's length lies within a bit per symbol of the stream's entropy
+    for s in [*streams, gaps]:
+        _, counts = np.unique(s, return_counts=True)
+        prob = counts / counts.sum()
+        entropy = float(-(counts * np.log2(prob)).sum())
+        assert entropy - 1e-6 <= compression.coded_bits(s) <= entropy + len(s)
+
+
+def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
+    from explorer import architecture as arch
+    from explorer import complexity
+
+    masks = compression.prune_masks(params, 0.5)
+    shared = compression.share(compression._apply(params, masks), masks, 4)
+    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
+    meta["compression"] = {"sparsity": 0.5, "bits": 4}
+    size = compression.write(tmp_path / "net.sqz", shared, None, meta).total
+    estimate = complexity.bytes_compressed_estimate(arch.plan(SMALL), 0.5, 4)
+    assert 0.8 * size <= estimate <= 1.3 * size, (estimate, size)
+
+
+def _a_file(params, tmp_path):
+    masks = compression.prune_masks(params, 0.5)
+    shared = compression.share(compression._apply(params, masks), masks, 4)
+    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
+    meta["compression"] = {"sparsity": 0.5, "bits": 4}
+    path = tmp_path / "net.sqz"
+    compression.write(path, shared, None, meta)
+    return path
+
+
+@pytest.mark.parametrize(
+    "damage,message",
+    [
+        (lambda b: b[: len(b) // 2], "corrupt or truncated"),
+        (lambda b: b[:-1], "corrupt or truncated"),
+        (lambda b: b[:100] + bytes([b[100] ^ 0x10]) + b[101:], "corrupt or truncated"),
+        (lambda b: b"PK\x03\x04" + b[4:], "not a compressed network"),
+        (lambda b: b"", "not a compressed network"),
+    ],
+)
+def test_a_damaged_file_is_one_line(params, tmp_path, capsys, damage, message):
+    path = _a_file(params, tmp_path)
+    path.write_bytes(damage(path.read_bytes()))
+    assert cli.main(["evaluate", str(path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"explorer: error: {path}:"), err
+    assert message in err[0]
+
+
+def test_a_consistent_file_with_a_lying_header_is_refused(params, tmp_path):
+    """The checksum holds, but the streams say more weights than the layer has."""
+    import struct
+    import zlib
+
+    path = _a_file(params, tmp_path)
+    blob = path.read_bytes()
+    (n,) = struct.unpack("<I", blob[5:9])
+    head = json.loads(zlib.decompress(blob[9 : 9 + n]))
+    head["layers"][0]["kept"] = 10**6
+    new = zlib.compress(json.dumps(head).encode())
+    body = b"SQZC" + struct.pack("<BI", 1, len(new)) + new + blob[9 + n : -4]
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(compression.CompressionError, match="does not fit its network"):
+        compression.read(path)
+
+
+def test_compress_then_evaluate_through_the_cli(trained, tmp_path, capsys):
+    out, record = tmp_path / "small.sqz", tmp_path / "c.json"
+    argv = ["compress", str(trained["folder"]), "--sparsity", "0.5", "--bits", "4"]
+    argv += ["--out", str(out), "--json", str(record)]
+    assert cli.main(argv) == 0
+    done = json.loads(record.read_text())
+    assert out.stat().st_size == done["bytes_compressed"]
+    # 4 bits and a position for half the weights; biases and codebooks weigh on a small net
+    assert done["ratio"] > 4
+    assert abs(done["sparsity"] - 0.5) < 0.01
+    # the network still classifies (it trained to about 50%; chance is 10%)
+    assert done["compressed_accuracy"] > 0.3
+    capsys.readouterr()
+    assert cli.main(["evaluate", str(out)]) == 0
+    text = capsys.readouterr().out
+    top1 = float(re.search(r"top-1 (\d+\.\d+)% on 512 fashion_mnist", text)[1])
+    assert top1 == round(100 * done["compressed_accuracy"], 2)
+
+
+@pytest.mark.parametrize(
+    "flag,value,expected",
+    [("--sparsity", "1.5", "less than 1"), ("--bits", "12", "less than or equal to 8")],
+)
+def test_a_bad_compression_setting_is_one_line(tmp_path, capsys, flag, value, expected):
+    assert cli.main(["compress", str(tmp_path), flag, value]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith(f"explorer: error: {flag}:") and expected in err[0]
+
+
+def test_compression_settings_are_checked():
+    with pytest.raises(ValueError):
+        Compression(sparsity=1.0)
+    assert Compression(sparsity=0, bits=6).bits == 6
