@@ -18,16 +18,18 @@ import pydantic
 
 from explorer import architecture as arch
 from explorer import spacefile
-from explorer.recipe import Recipe
+from explorer.recipe import Compression, Recipe
 from explorer.spacefile import SpaceError, excerpt
 
 ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
 RECIPE_KEYS = set(Recipe.model_fields)
+# Deep Compression's settings (a space's `compress:` section, or varied in `space:`).
+COMPRESS_KEYS = set(Compression.model_fields)
 # Set by the data set, never by the space.
 DATA_KEYS = {"num_classes", "image_size", "in_channels"}
 # "base" in a space's domains switches preset per point (e.g. SqueezeNet 1.0 vs 1.1);
 # the point's other values then apply on top of that preset.
-SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS | {"base"}
+SPACE_KEYS = (set(ARCH_TYPES) - DATA_KEYS) | RECIPE_KEYS | COMPRESS_KEYS | {"base"}
 DOMAIN_KINDS = ("values", "uniform", "loguniform", "int")
 # A space's points: the grid's size (a product, checked before any point is
 # made) or a sampled search's num_samples. Every point is planned at load and
@@ -64,9 +66,9 @@ class Domain:
         return int(rng.integers(int(self.low), int(self.high) + 1))
 
 
-def domain(key: str, raw, path) -> Domain:
+def domain(key: str, raw, path, section: str = "space") -> Domain:
     """A space key's domain from its YAML value: fixed, values, or a range."""
-    where = f"space.{label(key)}"
+    where = f"{section}.{label(key)}"
     if key in DATA_KEYS:
         raise SpaceError(path, where, "is set by the data set, not by the space")
     if key not in SPACE_KEYS:
@@ -119,6 +121,14 @@ def check_value(key: str, raw, path, where: str):
     if key in RECIPE_KEYS:
         try:
             Recipe(**{key: raw, **({"epochs": 10**6} if key == "warmup_epochs" else {})})
+        except pydantic.ValidationError as e:
+            err = e.errors()[0]
+            raise SpaceError(path, where, f"{err['msg']}, got {excerpt(raw)}") from None
+        check_finite(raw, path, where)
+        return raw
+    if key in COMPRESS_KEYS:
+        try:
+            Compression(**{key: raw})
         except pydantic.ValidationError as e:
             err = e.errors()[0]
             raise SpaceError(path, where, f"{err['msg']}, got {excerpt(raw)}") from None

@@ -24,6 +24,11 @@ import math
 from explorer.metrics import DIRECTIONS
 
 CONTINUE, STOP = "continue", "stop"
+# The metrics learned epoch by epoch, in the order the scheduler prefers to judge by.
+# A compressed network's accuracy is known only at the end; until then a trial
+# reports its accuracy before compression in its place, which compression seldom
+# beats (an optimistic stand-in; docs/compression.md).
+LEARNED = ("accuracy", "compressed_accuracy", "int8_accuracy", "top5")
 
 
 @dataclasses.dataclass
@@ -108,13 +113,14 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch"):
     for k in objectives:
         if k not in DIRECTIONS:
             raise ValueError(f"objectives: unknown metric {k!r}")
+    learned = next((m for m in LEARNED if m in objectives), "accuracy")
 
     class ParetoScheduler(FIFOScheduler):
         """Ray Tune's side of ParetoRungs."""
 
         def __init__(self):
             super().__init__()
-            self.rungs = ParetoRungs(objectives, max_t)
+            self.rungs = ParetoRungs(objectives, max_t, learned=learned)
 
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True  # the objectives come from the space, not from Tune's metric

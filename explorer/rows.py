@@ -7,6 +7,8 @@ once. Columns and their units are `explorer.results.SCHEMA`.
 
 from __future__ import annotations
 
+import math
+
 from explorer import architecture as arch
 from explorer import complexity
 from explorer import space as spaces
@@ -69,7 +71,31 @@ def base_row(space: spaces.Space, point: spaces.Point, seed: int) -> dict:
         **recipe_fields(point.recipe),
         "dataset": space.dataset.name,
         **complexity.summary(arch.plan(point.arch)),
+        **compress_fields(point),
     }
+
+
+def compress_fields(point: spaces.Point) -> dict:
+    """Deep Compression's settings columns (none when the point is not compressed)."""
+    if point.compress is None:
+        return {}
+    return {"sparsity": point.compress.sparsity, "bits": point.compress.bits}
+
+
+def bytes_compressed_known(point: spaces.Point) -> float:
+    """The compressed size a scheduler may take as known before training (optimistic).
+
+    Huffman coding of the indices gains what the trained weights allow; the
+    estimate assumes it saves a fifth of their bits, more than it did on any
+    network measured (docs/compression.md), so a network is never judged larger
+    than it will be.
+    """
+    if point.compress is None:
+        return math.nan
+    c = point.compress
+    return complexity.bytes_compressed_estimate(
+        arch.plan(point.arch), c.sparsity, c.bits, index_gain=0.8
+    )
 
 
 def ended_rows(

@@ -27,6 +27,7 @@ from explorer import spacefile
 from explorer.data import DatasetError, info
 from explorer.domains import (  # noqa: F401  (re-exported: the keys a space may set)
     ARCH_TYPES,
+    COMPRESS_KEYS,
     DATA_KEYS,
     MAX_POINTS,
     MAX_SEEDS,
@@ -40,6 +41,7 @@ from explorer.domains import (  # noqa: F401  (re-exported: the keys a space may
 )
 from explorer.metrics import OBJECTIVES
 from explorer.recipe import (
+    Compression,
     Constraints,
     DatasetConfig,
     Recipe,
@@ -62,6 +64,7 @@ TOP_KEYS = {
     "objectives",
     "constraints",
     "resources",
+    "compress",
 }
 
 
@@ -84,6 +87,8 @@ class Space:
     # What the space says, hashed (not its comments or layout): a sweep's rows carry it,
     # so rows of another space never count as done.
     digest: str = ""
+    # Deep Compression after training (its fixed settings); None: none
+    compress: Compression | None = None
 
     @property
     def varied(self) -> list[str]:
@@ -99,6 +104,7 @@ class Point:
     arch: arch.ArchSpec
     recipe: Recipe
     values: dict  # the space's keys and their values at this point
+    compress: Compression | None = None  # Deep Compression after training
 
 
 # ---------------------------------------------------------------- loading
@@ -157,6 +163,7 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
             path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}"
         )
     domains = {str(k): domain(str(k), v, path) for k, v in raw_space.items()}
+    compress = _compress(doc, domains, path)
     _check_size(path, search)
     space = Space(
         str(path),
@@ -172,9 +179,39 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         constraints,
         resources,
         content_digest(doc),
+        compress,
     )
     _check_points(space)
     return space
+
+
+def _compress(doc: dict, domains: dict, path) -> Compression | None:
+    """The `compress:` section: fixed settings, and the varied ones added to `domains`.
+
+    None when neither it nor `space:` names a compression setting.
+    """
+    raw = doc.get("compress")
+    if raw is None and not COMPRESS_KEYS & set(domains):
+        return None
+    raw = raw or {}
+    if not isinstance(raw, dict):
+        raise SpaceError(path, "compress", f"expected a mapping, got {_kind(raw)}")
+    fixed = {}
+    for k, v in raw.items():
+        if str(k) not in COMPRESS_KEYS:
+            raise SpaceError(
+                path,
+                f"compress.{label(k)}",
+                f"unknown key; expected one of {', '.join(sorted(COMPRESS_KEYS))}",
+            )
+        if str(k) in domains:
+            raise SpaceError(path, f"compress.{k}", "is also in space:; set it in one place")
+        d = domain(str(k), v, path, "compress")
+        if d.kind == "fixed":
+            fixed[str(k)] = d.values[0]
+        else:
+            domains[str(k)] = d
+    return Compression(**fixed)
 
 
 def content_digest(doc: dict) -> str:
@@ -263,7 +300,12 @@ def make_point(space: Space, index: int, values: dict) -> Point:
         )
     spec = spec.replace(**arch_changes)
     recipe = space.recipe.model_copy(update=recipe_changes)
-    return Point(index, spec, recipe, dict(values))
+    compress = space.compress
+    if compress is not None:
+        compress = compress.model_copy(
+            update={k: v for k, v in values.items() if k in COMPRESS_KEYS}
+        )
+    return Point(index, spec, recipe, dict(values), compress)
 
 
 def grid(space: Space) -> list[Point]:

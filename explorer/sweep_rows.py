@@ -79,6 +79,25 @@ class RowWriter(tune.Callback):
                 if better:
                     self.best = (value, r["trial_id"])
 
+    def _keep_files(self, ended: list[dict], trial, files: dict) -> None:
+        """Each seed's compressed network into compressed/<trial_id>.sqz (its row says so)."""
+        for r in ended:
+            blob = files.get(str(r["seed"]))
+            if blob is None:
+                continue
+            index = r["point"] if r["point"] >= 0 else self.indices.get(trial.trial_id, -1)
+            tid = rows.trial_id(self.space.name, index, r["seed"])
+            path = self.out / "compressed" / f"{tid}.sqz"
+            try:
+                path.parent.mkdir(exist_ok=True)
+                tmp = path.with_name(f".{path.name}.tmp")
+                tmp.write_bytes(blob)
+                tmp.replace(path)
+            except OSError as e:
+                self.write_error = self.write_error or f"{path}: {e.strerror or e}"
+                continue
+            r["compressed_file"] = _within(self.out, path)
+
     def on_trial_result(self, iteration, trials, trial, result, **info):
         """Each epoch's metrics, per seed, to curves/<trial_id>.parquet as they come."""
         for point in result.get("curve") or []:
@@ -110,6 +129,7 @@ class RowWriter(tune.Callback):
         ended = (trial.last_result or {}).get("rows")
         if not ended:
             ended = self._rows_for(trial, "failed", "trial ended without reporting a result")
+        self._keep_files(ended, trial, (trial.last_result or {}).get("files") or {})
         self._write(ended, trial)
         self._progress(trials, trial)
 

@@ -84,6 +84,11 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
         means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
+        if point.compress is not None:  # optimistic stand-ins until compressed (see rows)
+            means.update(
+                bytes_compressed=rowlib.bytes_compressed_known(point),
+                compressed_accuracy=means["accuracy"],
+            )
         report = {"epoch": ep, "done": False, "rows": partial, "curve": curve, **means}
         tune.report(report, checkpoint=keeper.take())
         if ep == crash_after:  # inject_fault: crash, after this epoch's checkpoint
@@ -112,10 +117,47 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         for rec in records:
             rec["latency_ort_b1_ms"] = ort_ms
     final = [{**r, **rec, "host": host} for r, rec in zip(rows, records, strict=True)]
+    files = {}
+    if point.compress is not None and final_params:
+        files = _compress(point, data, ds, final, final_params, settings)
     summary = {k: nanmean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
     final_report = {"epoch": point.recipe.epochs, "done": True, "rows": final, **summary}
+    if files:
+        final_report["files"] = files
     tune.report({**final_report, "curve": last_curve}, checkpoint=keeper.take())
     keeper.close()
+
+
+def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, settings) -> dict:
+    """Deep Compression of each seed's network; its columns set in `final`; the files' bytes.
+
+    A compression that fails (its retraining diverges) fails the row: its
+    objective is missing.
+    """
+    from explorer import checkpoints, compression, train
+
+    files = {}
+    for row, p in zip(final, params, strict=True):
+        if row["status"] != "ok":
+            continue
+        meta = checkpoints.meta_for(point.arch, point.recipe, data, row["seed"], ds)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = Path(tmp) / "net.sqz"
+            try:
+                done = compression.compress(
+                    point.arch, point.recipe, data, p, point.compress, path, meta,
+                    seed=row["seed"], settings=settings,
+                )  # fmt: skip
+            except (train.TrainingFailed, compression.CompressionError) as e:
+                row.update(status="failed", error=f"compression: {e}")
+                continue
+            files[str(row["seed"])] = path.read_bytes()
+        row.update(
+            bytes_compressed=done.bytes_compressed,
+            compressed_accuracy=done.compressed_accuracy,
+            wall_s=row.get("wall_s", 0.0) + done.wall_s,
+        )
+    return files
 
 
 def _onnx_latency(point: spaces.Point, params, data) -> float:

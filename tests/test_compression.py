@@ -215,3 +215,42 @@ def test_compression_settings_are_checked():
     with pytest.raises(ValueError):
         Compression(sparsity=1.0)
     assert Compression(sparsity=0, bits=6).bits == 6
+
+
+@pytest.mark.slow
+def test_a_sweep_varies_compression_and_keeps_the_files(tiny_space, tmp_path, capsys):
+    """Compression settings as metaparameters: each row's file is in the sweep folder, its
+    size is bytes_compressed, and decoding it gives compressed_accuracy."""
+    from explorer import results
+
+    space = tiny_space(
+        "squeezed",
+        base_e="16",
+        extra="compress: {sparsity: {values: [0.0, 0.6]}, bits: 4}",
+        search="{method: grid, seeds: 1, onnx_latency: false}",
+    )
+    space.write_text(
+        space.read_text().replace(
+            "objectives: {accuracy: max, params: min}",
+            "objectives: {compressed_accuracy: max, bytes_compressed: min}",
+        )
+    )
+    out = tmp_path / "sweep"
+    assert cli.main(["sweep", str(space), "--output", str(out)]) == 0
+    table = results.load(out).set_index("sparsity")
+    assert list(table.index) == [0.0, 0.6] and (table["status"] == "ok").all(), table["error"]
+    assert (table["bits"] == 4).all()
+    for sparsity, row in table.iterrows():
+        path = out / row["compressed_file"]
+        assert path.stat().st_size == row["bytes_compressed"]
+        decoded = compression.read(path)
+        assert decoded.meta["compression"]["sparsity"] == sparsity
+        capsys.readouterr()
+        assert cli.main(["evaluate", str(path)]) == 0
+        top1 = float(re.search(r"top-1 (\d+\.\d+)%", capsys.readouterr().out)[1])
+        assert top1 == round(100 * row["compressed_accuracy"], 2)
+    # (on a net this small the codebooks, biases and code tables are most of the file)
+    assert table.loc[0.6, "bytes_compressed"] < table.loc[0.0, "bytes_compressed"]
+    # the report draws the front against compressed bytes
+    assert cli.main(["report", str(out)]) == 0
+    assert "bytes_compressed" in (out / "report" / "report.md").read_text()

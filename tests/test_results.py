@@ -1,5 +1,7 @@
 """The results table: its schema covers every field a row gets, files and their errors."""
 
+import dataclasses
+
 import jax.numpy as jnp
 import numpy as np
 import optax
@@ -9,7 +11,7 @@ import pytest
 from explorer import architecture as arch
 from explorer import models, results, rows, train
 from explorer import space as spaces
-from explorer.recipe import Recipe
+from explorer.recipe import Compression, Recipe
 
 from .conftest import SPACES
 
@@ -21,12 +23,16 @@ ADDED_BY_THE_SWEEP = {
     "attempts",
     "checkpoint",
     "latency_ort_b1_ms",
+    "bytes_compressed",  # Deep Compression's outcome, and its file
+    "compressed_accuracy",
+    "compressed_file",
 }
 
 
 def test_schema_covers_every_field_a_row_gets(fmnist_small):
     space = spaces.load(SPACES / "quickstart.yaml")
     point = spaces.points(space)[0]
+    point = dataclasses.replace(point, compress=Compression(sparsity=0.5, bits=4))
     base = rows.base_row(space, point, 0)
     recipe = Recipe(epochs=1, batch_size=64, warmup_epochs=0.0)
     tiny = point.arch.replace(conv1_filters=8, base_e=8, incr_e=8)

@@ -192,10 +192,17 @@ def figures(df: pd.DataFrame, objectives: dict[str, Direction] | None = None) ->
         if x in agg and agg[x].notna().any():
             objs = {x: DIRECTIONS.get(x, "min"), "accuracy": "max"}
             figs[f"pareto_{x}"] = plots.pareto(agg, x=x, y="accuracy", objectives=objs)
+    if "bytes_compressed" in agg and agg["bytes_compressed"].notna().any():
+        # after Deep Compression: the accuracy of the very bytes on disk
+        objs = {"bytes_compressed": "min", "compressed_accuracy": "max"}
+        figs["pareto_bytes_compressed"] = plots.pareto(
+            agg, x="bytes_compressed", y="compressed_accuracy", objectives=objs
+        )
     if objectives and len(objectives) == 2 and set(objectives) <= set(agg.columns):
         # The report's own objectives, a cost ('min') on x, if not drawn above.
         x, y = sorted(objectives, key=lambda c: objectives[c] != "min")
-        if not (y == "accuracy" and f"pareto_{x}" in figs):
+        drawn = f"pareto_{x}" in figs and y in ("accuracy", "compressed_accuracy")
+        if not drawn:
             figs[f"pareto_{y}_{x}"] = plots.pareto(agg, x=x, y=y, objectives=objectives)
     groups = varied_metaparameters(agg)
     if "space" in agg and agg["space"].nunique() > 1:
