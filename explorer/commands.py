@@ -338,7 +338,8 @@ def cmd_compress(args) -> int:
         f"(trained {100 * done.accuracy_before:.2f}%), in {done.wall_s:.0f} s"
     )
     if args.json:
-        text = json.dumps({**done.as_dict(), "source": str(folder)}, indent=1, default=str)
+        record = {**done.as_dict(), "compression": how.model_dump(), "source": str(folder)}
+        text = json.dumps(record, indent=1, default=str)
         if args.json == "-":
             print(text)
         else:

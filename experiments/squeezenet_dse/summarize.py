@@ -15,7 +15,13 @@ from pathlib import Path
 import pandas as pd
 
 from explorer import results
-from explorer.analysis import aggregate_seeds, program_share, trial_seconds, varied_metaparameters
+from explorer.analysis import (
+    aggregate_seeds,
+    program_share,
+    stats,
+    trial_seconds,
+    varied_metaparameters,
+)
 
 HERE = Path(__file__).resolve().parent
 STUDIES = ("squeeze_ratio", "pct3x3", "bypass", "versions")
@@ -44,6 +50,20 @@ def table(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
+def comparisons(df: pd.DataFrame) -> str:
+    """Each level against the best: the difference of mean top-1 with its 95% bootstrap
+    interval and the KS test of the two sets of seeds (explorer.analysis.stats)."""
+    ok = df[df["status"] == "ok"]
+    head = ["metaparameter", "level", "against", "difference of top-1, pts [95% CI]", "KS D", "p"]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for param in varied_metaparameters(ok):
+        for _, c in stats.compare_levels(ok, param).iterrows():
+            ci = f"{100 * c['diff']:+.2f} [{100 * c['ci_low']:+.2f}, {100 * c['ci_high']:+.2f}]"
+            cells = [param, str(c[param]), str(c["against"]), ci, f"{c['ks']:.2f}"]
+            lines.append("| " + " | ".join([*cells, f"{c['ks_p']:.3g}"]) + " |")
+    return "\n".join(lines)
+
+
 def cost(df: pd.DataFrame) -> str:
     ok = df[df["status"] == "ok"]
     hours = trial_seconds(ok).sum() / 3600
@@ -65,7 +85,8 @@ def main() -> None:
             continue
         df = results.load(path)
         recipe = df["recipe"].iloc[0]
-        print(f"## {study}\n\n{table(df)}\n\n{cost(df)}. Recipe: `{recipe}`.\n")
+        print(f"## {study}\n\n{table(df)}\n\n{comparisons(df)}\n")
+        print(f"{cost(df)}. Recipe: `{recipe}`.\n")
 
 
 if __name__ == "__main__":

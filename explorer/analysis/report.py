@@ -23,6 +23,7 @@ from matplotlib.figure import Figure
 import explorer.analysis.interactive as interactive
 import explorer.analysis.interactive_curves as interactive_curves
 import explorer.analysis.plots as plots
+from explorer.analysis import stats
 from explorer.analysis.architectures import architectures, edf_by, objective_columns, ok_measured
 from explorer.analysis.edf import edf, sensitivity
 from explorer.analysis.pareto import (
@@ -44,6 +45,7 @@ EXTRA_COLUMNS = ("params", "bytes_f32", "flops", "accuracy")  # in the Pareto ta
 # Computed from the architecture, the same for every seed: no spread to show.
 ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
 SENSITIVITY = ("accuracy", "bytes_f32")  # the SqueezeNet paper's Figure 3 panels
+MAX_COMPARED_LEVELS = 8  # a metaparameter with more levels is not a study's comparison
 STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's counts
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
@@ -243,6 +245,34 @@ def interactive_figures(
     return out
 
 
+def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each varied metaparameter's levels against its best: mean ± std, the difference
+    with its 95% bootstrap interval, and the KS statistic of their EDFs (analysis.stats).
+
+    Only metaparameters with at most MAX_COMPARED_LEVELS levels (a study, not a
+    random sample's continuum); the rows of a level are all its trials.
+    """
+    out = []
+    for param in varied_metaparameters(ok):
+        if ok[param].nunique() > MAX_COMPARED_LEVELS or metric not in ok:
+            continue
+        for _, c in stats.compare_levels(ok, param, metric).iterrows():
+            out.append(
+                {
+                    "metaparameter": param,
+                    "level": c[param],
+                    "against": c["against"],
+                    "n": f"{c['n_a']} vs {c['n_b']}",
+                    metric: f"{c['mean_a']:.4f} ± {c['std_a']:.4f} vs "
+                    f"{c['mean_b']:.4f} ± {c['std_b']:.4f}",
+                    "difference [95% CI]": f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, "
+                    f"{c['ci_high']:+.4f}]",
+                    "KS D (p)": f"{c['ks']:.2f} ({c['ks_p']:.3g})",
+                }
+            )
+    return pd.DataFrame(out)
+
+
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, na_rep="-")
 
@@ -286,6 +316,10 @@ def write_report(
     md += [markdown_table(table), "", "## Figures", ""]
     md += ["Interactive versions (hover, zoom, choose the axes) are in report.html.", ""]
     md += [f"### {cap}\n\n![{cap}]({name})\n" for name, cap, _ in images]
+    compared = comparisons(ok)
+    if len(compared):
+        md += ["## Comparisons (each level against the best; bootstrap CI, KS test)", ""]
+        md += [markdown_table(compared), ""]
     md += [f"## Failed, skipped and stopped trials ({len(bad)})", ""]
     md += [markdown_table(bad) if len(bad) else "None.", ""]
     written["report.md"] = out / "report.md"
@@ -303,6 +337,9 @@ def write_report(
     for name, fig in interactive_figures(df, curves=curves).items():
         body.append(f'<figure class="interactive">{to_html(fig, f"plot-{name}")}')
         body.append("</figure>")
+    if len(compared):
+        body += ["<h2>Comparisons (each level against the best; bootstrap CI, KS test)</h2>"]
+        body += [_html_table(compared)]
     body += ["<h2>Figures</h2>"]
     for name, cap, png in images:
         data = base64.b64encode(png).decode("ascii")
