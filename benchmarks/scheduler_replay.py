@@ -38,7 +38,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from explorer import results  # noqa: E402
 from explorer.analysis.pareto import hypervolume, pareto_mask  # noqa: E402
-from explorer.pareto_scheduler import STOP, ParetoRungs  # noqa: E402
+from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs  # noqa: E402
 
 
 def load(folder: Path, size: str) -> tuple[dict, dict, int]:
@@ -108,27 +108,40 @@ def simulate(name, order, acc, sizes, budget, workers, eta, grid_hv, ref) -> dic
         rungs = ParetoRungs({"accuracy": "max", "size": "min"}, budget, grace=1, eta=eta)
     elif name in ("asha", "moasha"):
         quota = Quota(budget, eta, sizes if name == "moasha" else None)
-    queue, running, spent, finished, at95 = list(order), [], 0, [], None
-    clock = 0
-    while queue or running:
+    queue, running, spent, finished, at95 = [(t, 0) for t in order], [], 0, [], None
+    clock, paused = 0, {}  # paused trial -> epochs done (it resumes from its checkpoint)
+    while queue or running or paused:
+        if not queue and not running:  # only paused trials left: resume the most hopeful
+            tid = rungs.unblock()
+            queue.append((tid, paused.pop(tid)))
         while queue and len(running) < workers:  # (time, trial, epochs done)
-            heapq.heappush(running, (clock, queue.pop(0), 0))
+            tid, done = queue.pop(0)
+            heapq.heappush(running, (clock, tid, done))
         clock, tid, done = heapq.heappop(running)
         t = done + 1
         spent += 1
         value = acc[tid][t - 1]
-        stop = False
+        stop = pause = False
         if name == "pareto":
-            stop = rungs.on_result(tid, t, {"accuracy": value, "size": sizes[tid]}) == STOP
+            said = rungs.on_result(tid, t, {"accuracy": value, "size": sizes[tid]})
+            stop, pause = said == STOP, said == PAUSE
         elif name in ("asha", "moasha"):
             stop = quota.decide(tid, t, value)
         if t == budget:
             if name == "pareto":
                 rungs.on_complete(tid, {"epoch": t, "accuracy": value, "size": sizes[tid]})
+                stopped, promote = rungs.review()
+                for p in stopped:
+                    paused.pop(p)
+                for p in promote:  # promoted trials go first, from where they paused
+                    rungs.promoted(p)
+                    queue.insert(0, (p, paused.pop(p)))
             finished.append(tid)
             hv = _hv(finished, acc, sizes, ref)
             if at95 is None and hv >= 0.95 * grid_hv:
                 at95 = spent
+        elif pause:
+            paused[tid] = t
         elif not stop:
             heapq.heappush(running, (clock + 1, tid, t))
     return {"at95": at95, "finished": set(finished), "spent": spent}

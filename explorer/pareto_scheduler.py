@@ -12,8 +12,14 @@ network smaller than everything seen is never stopped for being less accurate.
 The optimism is the largest of: the trial's latest gain per epoch carried on to
 the full budget (learning curves flatten, so this overestimates); the most any
 finished trial gained from this epoch to its end; and `min_margin` (about the
-spread between seeds). Stopped trials end; pausing and promotion from
-checkpoints are not implemented yet.
+spread between seeds).
+
+A trial dominated by a *finished* network stops. One dominated only by rivals
+still training (at the same rung) pauses, with its checkpoint: those rivals'
+final accuracy is not known yet. Each time a network finishes, the paused are
+judged again: dominated by what has finished, they stop; no longer dominated
+by anything still training, they are promoted and resume from their
+checkpoint, where they paused. So a network stops only for what is known.
 """
 
 from __future__ import annotations
@@ -23,7 +29,7 @@ import math
 
 from explorer.metrics import DIRECTIONS
 
-CONTINUE, STOP = "continue", "stop"
+CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 # The metrics learned epoch by epoch, in the order the scheduler prefers to judge by.
 # A compressed network's accuracy is known only at the end; until then a trial
 # reports its accuracy before compression in its place, which compression seldom
@@ -50,10 +56,15 @@ class ParetoRungs:
         grace: int = 1,
         eta: int = 3,
         min_margin: float = 0.01,
+        pause: bool = True,
     ):
         if learned not in objectives:
             raise ValueError(f"objectives: must include the learned metric {learned!r}")
         self.learned, self.max_t, self.min_margin = learned, max_t, min_margin
+        # without checkpoints a paused trial would start again: then stop instead
+        self.pause = pause
+        self.paused: dict[str, tuple[int, Seen]] = {}  # trial -> (rung, optimistic self)
+        self.stopped: set[str] = set()
         self.sign = 1.0 if objectives[learned] == "max" else -1.0  # learned, maximised
         self.known = {k: d for k, d in objectives.items() if k != learned}
         self.rungs = []
@@ -79,15 +90,51 @@ class ParetoRungs:
         if t not in self.at_rung or math.isnan(value):
             return CONTINUE
         known = self._known(result)
-        me = Seen(known, value)
-        rivals = [*self.finished.values(), *self.at_rung[t].values()]
-        self.at_rung[t][trial] = me
-        optimistic = value + self.margin(curve, t)
-        for other in rivals:
-            no_larger = all(o <= m for o, m in zip(other.known, known, strict=True))
-            if no_larger and other.value > optimistic:
+        self.at_rung[t][trial] = Seen(known, value)
+        hope = Seen(known, value + self.margin(curve, t))
+        if _dominated(hope, self.finished.values()):
+            self.stopped.add(trial)
+            return STOP
+        if _dominated(hope, self._training_at(t, trial)):
+            if not self.pause:
+                self.stopped.add(trial)
                 return STOP
+            self.paused[trial] = (t, hope)
+            return PAUSE
         return CONTINUE
+
+    def _training_at(self, t: int, but: str) -> list[Seen]:
+        """Rivals at rung t that may still finish (neither stopped nor finished)."""
+        return [
+            s
+            for tid, s in self.at_rung[t].items()
+            if tid != but and tid not in self.stopped and tid not in self.finished
+        ]
+
+    def review(self) -> tuple[list[str], list[str]]:
+        """(to stop, to promote) among the paused, given what has finished by now."""
+        stop, promote = [], []
+        for tid, (t, hope) in self.paused.items():
+            if _dominated(hope, self.finished.values()):
+                stop.append(tid)
+            elif not _dominated(hope, self._training_at(t, tid)):
+                promote.append(tid)
+        for tid in stop:
+            self.stopped.add(tid)
+            del self.paused[tid]
+        return stop, promote
+
+    def promoted(self, trial: str) -> None:
+        """A paused trial that resumes."""
+        self.paused.pop(trial, None)
+
+    def unblock(self) -> str | None:
+        """The paused trial to resume when nothing else can run (the most hopeful)."""
+        if not self.paused:
+            return None
+        best = max(self.paused, key=lambda tid: self.paused[tid][1].value)
+        self.promoted(best)
+        return best
 
     def margin(self, curve: dict[int, float], t: int) -> float:
         """How much better than now the trial could still end (optimistic)."""
@@ -98,16 +145,31 @@ class ParetoRungs:
 
     def on_complete(self, trial: str, result: dict) -> None:
         """A trial that trained to the end: a reference at its final value."""
+        self.paused.pop(trial, None)
         if int(result.get("epoch", 0)) >= self.max_t and self.learned in result:
             value = self.sign * float(result[self.learned])
             if not math.isnan(value):
                 self.curves.setdefault(trial, {})[int(result["epoch"])] = value
                 self.finished[trial] = Seen(self._known(result), value)
                 self.finished_curves[trial] = self.curves.get(trial, {})
+                return
+        self.stopped.add(trial)  # ended without a final value (diverged): no longer a rival
 
 
-def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch"):
-    """The Ray Tune scheduler (a FIFO scheduler that stops at rungs)."""
+def _dominated(me: Seen, others) -> bool:
+    """Some other is no larger in every known objective and better in the learned one."""
+    return any(
+        o.value > me.value and all(a <= b for a, b in zip(o.known, me.known, strict=True))
+        for o in others
+    )
+
+
+def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause: bool = True):
+    """The Ray Tune scheduler: FIFO, with stops and pauses at rungs and promotions.
+
+    pause: whether trials have checkpoints to resume from (else PAUSE becomes STOP).
+    """
+    from ray.tune.experiment import Trial
     from ray.tune.schedulers import FIFOScheduler, TrialScheduler
 
     for k in objectives:
@@ -120,20 +182,67 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch"):
 
         def __init__(self):
             super().__init__()
-            self.rungs = ParetoRungs(objectives, max_t, learned=learned)
+            self.rungs = ParetoRungs(objectives, max_t, learned=learned, pause=pause)
+            self.trials: dict[str, Trial] = {}
+            self.promote: list[str] = []
 
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True  # the objectives come from the space, not from Tune's metric
+
+        def on_trial_add(self, tune_controller, trial):
+            self.trials[trial.trial_id] = trial
 
         def on_trial_result(self, tune_controller, trial, result):
             t = int(result.get(time_attr, 0))
             if result.get("done"):
                 return TrialScheduler.CONTINUE
             decision = self.rungs.on_result(trial.trial_id, t, result)
+            if decision == PAUSE:
+                for row in result.get("rows") or []:
+                    row["error"] = f"paused at epoch {t}: dominated by networks still training"
+                return TrialScheduler.PAUSE
             return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
 
         def on_trial_complete(self, tune_controller, trial, result):
             if result:
                 self.rungs.on_complete(trial.trial_id, result)
+            self._review(tune_controller)
+
+        def on_trial_error(self, tune_controller, trial):
+            self.rungs.stopped.add(trial.trial_id)  # no longer a rival that may finish
+            self._review(tune_controller)
+
+        def _review(self, tune_controller) -> None:
+            stop, promote = self.rungs.review()
+            for tid in stop:
+                trial = self.trials.get(tid)
+                if trial is not None and trial.status == Trial.PAUSED:
+                    _say(trial, "paused, then stopped: dominated by networks that finished")
+                    tune_controller.stop_trial(trial)
+            self.promote += [t for t in promote if t not in self.promote]
+
+        def choose_trial_to_run(self, tune_controller):
+            trials = tune_controller.get_trials()
+            for trial in trials:
+                if trial.status == Trial.PENDING:
+                    return trial
+            for tid in list(self.promote):
+                trial = self.trials.get(tid)
+                self.promote.remove(tid)
+                if trial is not None and trial.status == Trial.PAUSED:
+                    self.rungs.promoted(tid)
+                    return trial
+            if self.rungs.paused and not any(t.status == Trial.RUNNING for t in trials):
+                tid = self.rungs.unblock()  # never leave the sweep waiting on itself
+                trial = self.trials.get(tid)
+                if trial is not None and trial.status == Trial.PAUSED:
+                    return trial
+            return None
 
     return ParetoScheduler()
+
+
+def _say(trial, why: str) -> None:
+    """Put the scheduler's reason in the rows the trial last reported."""
+    for row in (trial.last_result or {}).get("rows") or []:
+        row["error"] = why

@@ -56,28 +56,29 @@ METHODS: dict[str, Method] = {
 }
 
 
-def _asha(objectives: Objectives, epochs: int) -> Any:
+def _asha(objectives: Objectives, epochs: int, pause: bool = True) -> Any:
     from ray.tune.schedulers import ASHAScheduler
 
     return ASHAScheduler(time_attr="epoch", max_t=epochs, grace_period=1, reduction_factor=2)
 
 
-def _pareto(objectives: Objectives, epochs: int) -> Any:
+def _pareto(objectives: Objectives, epochs: int, pause: bool = True) -> Any:
     from explorer import pareto_scheduler
 
-    return pareto_scheduler.make(dict(objectives), epochs)
+    return pareto_scheduler.make(dict(objectives), epochs, pause=pause)
 
 
-# name -> scheduler(objectives, epochs) -> a Ray Tune TrialScheduler; None: every
-# trial runs to the end.
-SCHEDULERS: dict[str, Callable[[Objectives, int], Any] | None] = {
+# name -> scheduler(objectives, epochs, pause) -> a Ray Tune TrialScheduler; None:
+# every trial runs to the end. pause: trials checkpoint every epoch, so a paused
+# one can resume where it paused.
+SCHEDULERS: dict[str, Callable[..., Any] | None] = {
     "none": None,
     "asha": _asha,  # successive halving on the first objective alone
     "pareto": _pareto,  # stops a trial dominated at its own size (explorer.pareto_scheduler)
 }
 
 
-def scheduler(name: str, objectives: Objectives, epochs: int) -> Any:
+def scheduler(name: str, objectives: Objectives, epochs: int, pause: bool = True) -> Any:
     """The named scheduler for these objectives and budget, or None."""
     make = SCHEDULERS[name]
-    return make(objectives, epochs) if make else None
+    return make(objectives, epochs, pause) if make else None

@@ -180,7 +180,10 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         fn = tune.with_parameters(trainable, space=space, settings=settings)
         fn = tune.with_resources(fn, {"cpu": res.cpus_per_trial, "gpu": res.gpus_per_trial})
         scheduler = search.scheduler(
-            space.search.scheduler, dict(space.objectives), space.recipe.epochs
+            space.search.scheduler,
+            dict(space.objectives),
+            space.recipe.epochs,
+            pause=space.search.checkpoint_every == 1,
         )
         search_alg = None
         if how.proposes:

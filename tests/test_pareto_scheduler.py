@@ -2,7 +2,7 @@
 
 import pytest
 
-from explorer.pareto_scheduler import CONTINUE, STOP, ParetoRungs
+from explorer.pareto_scheduler import CONTINUE, PAUSE, STOP, ParetoRungs
 
 OBJ = {"accuracy": "max", "bytes_int8": "min"}
 
@@ -60,12 +60,46 @@ def test_a_large_network_still_climbing_goes_on_a_flat_one_stops():
 def test_trials_at_the_same_rung_judge_each_other():
     s = rungs(min_margin=0.02)
     assert s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000}) == CONTINUE
-    # larger and 0.10 worse at the same epoch: dominated by a, beyond the margin
-    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == STOP
+    # larger and 0.10 worse at the same epoch: dominated by a, beyond the margin; a has
+    # not finished, so b pauses (with its checkpoint) rather than stops
+    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == PAUSE
     # larger but within the margin: might still overtake
     assert s.on_result("c", 1, {"accuracy": 0.79, "bytes_int8": 30_000}) == CONTINUE
     # between rungs nothing is decided
     assert s.on_result("b2", 2, {"accuracy": 0.10, "bytes_int8": 90_000}) == CONTINUE
+
+
+def test_a_paused_network_stops_when_what_paused_it_finishes_above_it():
+    s = rungs(min_margin=0.02)
+    assert s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000}) == CONTINUE
+    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == PAUSE
+    assert s.review() == ([], [])  # a is still training: b waits
+    for t, acc in enumerate([0.82, 0.84, 0.85, 0.86, 0.86, 0.87, 0.87, 0.87], 2):
+        s.on_result("a", t, {"accuracy": acc, "bytes_int8": 20_000})
+    s.on_complete("a", {"epoch": 9, "accuracy": 0.87, "bytes_int8": 20_000})
+    assert s.review() == (["b"], []) and not s.paused
+
+
+def test_a_paused_network_is_promoted_when_what_paused_it_falls_short():
+    s = rungs(min_margin=0.02)
+    s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000})
+    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == PAUSE
+    # a smaller network finishes below b's hope: it does not dominate b
+    run(s, "tiny", 5_000, [0.60, 0.62, 0.64, 0.65, 0.65, 0.66, 0.66, 0.66, 0.66])
+    assert s.review() == ([], [])  # a, which paused b, may still finish above it
+    s.stopped.add("a")  # a diverged (its trial errored): no longer a rival that may finish
+    assert s.review() == ([], ["b"])
+    s.promoted("b")
+    assert not s.paused
+    # b resumes where it paused and is judged at its next rung as any other trial
+    assert s.on_result("b", 2, {"accuracy": 0.74, "bytes_int8": 30_000}) == CONTINUE
+    assert s.on_result("b", 3, {"accuracy": 0.78, "bytes_int8": 30_000}) == CONTINUE
+
+
+def test_without_checkpoints_a_dominated_network_stops_instead_of_pausing():
+    s = rungs(min_margin=0.02, pause=False)
+    s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000})
+    assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == STOP
 
 
 def test_the_learned_metric_must_be_an_objective():
