@@ -282,25 +282,14 @@ def write(
         body += cb.tobytes()
         sizes["codebooks"] += cb.nbytes
         if bits:  # indices into the codebook, Huffman-coded
-            code, count, order = huffman(kept)
-            table = _table(count, order, "<u1")
-            stream, nbits = _encode(kept, code)
-            body += table + stream
-            sizes["tables"] += len(table)
-            sizes["payload"] += len(stream)
-            entry["index_bits"] = nbits
+            entry["index_bits"] = _coded(kept, "<u1", body, sizes)
         all_gaps.append(positions(idx))
         layers.append(entry)
     sparse = bool(meta.get("compression", {}).get("sparsity", 0) > 0)
     gap_bits = 0
     if sparse:
         gaps = np.concatenate(all_gaps) if all_gaps else np.zeros(0, np.int64)
-        code, count, order = huffman(gaps)
-        table = _table(count, order, "<u4")
-        stream, gap_bits = _encode(gaps, code)
-        body += table + stream
-        sizes["tables"] += len(table)
-        sizes["payload"] += len(stream)
+        gap_bits = _coded(gaps, "<u4", body, sizes)
     bias_paths = list(biases)
     for p in bias_paths:
         b = np.asarray(biases[p], "<f4")
@@ -323,6 +312,17 @@ def write(
     tmp.write_bytes(blob)
     tmp.replace(path)
     return Layout(len(head) + 9, total=len(blob), **sizes)
+
+
+def _coded(symbols: np.ndarray, dtype: str, body: bytearray, sizes: dict) -> int:
+    """Append a stream's code table and Huffman-coded bits to body; returns its bit length."""
+    code, count, order = huffman(symbols)
+    table = _table(count, order, dtype)
+    stream, nbits = _encode(symbols, code)
+    body += table + stream
+    sizes["tables"] += len(table)
+    sizes["payload"] += len(stream)
+    return nbits
 
 
 def _table(count: list[int], order: list[int], dtype: str) -> bytes:

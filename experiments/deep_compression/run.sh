@@ -20,4 +20,17 @@ for setting in "0.33 8" "0.33 6" "0.5 5" "0.6 4" "0.7 4"; do
       --retrain-epochs 2 --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
   fi
 done
-.venv/bin/python "$here/summarize.py" > "$here/results.md"
+# A small front: the broad Fire sweep's kept networks (experiments/pareto_search; their
+# weights are in that sweep folder once it has run) x two compression settings.
+sweep=experiments/pareto_search/broad_fire
+for trial in broad_fire-p0003-s0 broad_fire-p0000-s0 broad_fire-p0002-s0; do
+  for setting in "0.5 5" "0.7 4"; do
+    set -- $setting
+    out=$here/front/$trial-sp$(python3 -c "print(round(100 * $1))")-b$2.sqz
+    if [ ! -f "$out" ]; then
+      .venv/bin/explorer compress "$sweep" --trial "$trial" --sparsity "$1" --bits "$2" \
+        --retrain-epochs 2 --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
+    fi
+  done
+done
+.venv/bin/python "$here/summarize.py" --verify --plot > "$here/results.md"

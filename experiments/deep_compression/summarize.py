@@ -1,10 +1,12 @@
 """The Deep Compression table: bytes and top-1 of each compressed file, against the paper.
 
-    python experiments/deep_compression/summarize.py [--verify] > results.md
+    python experiments/deep_compression/summarize.py [--verify] [--plot] > results.md
 
-Reads what `explorer compress --json` wrote beside each file in files/ (run.sh).
---verify decodes every file again and measures its top-1 on the whole test set
-(as `explorer evaluate FILE` does), and fails if it differs from the table's.
+Reads what `explorer compress --json` wrote beside each file in files/ (SqueezeNet
+1.1) and front/ (the broad Fire sweep's kept networks), from run.sh.
+--verify decodes every file again and measures its top-1 (as `explorer evaluate
+FILE` does), and fails if it differs from the table's. --plot draws front.png:
+each network's top-1 against its bytes as float32, as int8 and compressed.
 """
 
 from __future__ import annotations
@@ -20,9 +22,9 @@ HERE = Path(__file__).resolve().parent
 PAPER = {(0.33, 8): 4.8 / 0.66, (0.33, 6): 4.8 / 0.47}
 
 
-def rows() -> list[dict]:
+def rows(folder: str = "files") -> list[dict]:
     out = []
-    for path in sorted((HERE / "files").glob("*.json")):
+    for path in sorted((HERE / folder).glob("*.json")):
         r = json.loads(path.read_text())
         r["file"] = Path(r["path"]).name
         out.append(r)
@@ -67,16 +69,73 @@ def main(argv: list[str]) -> int:
         f"top-1 {100 * first['accuracy_before']:.2f}% on 10,000 test images before compression)\n"
     )
     print(markdown(table))
+    front = rows("front")
+    for r in front:
+        r["sparsity_asked"], r["bits"] = r["compression"]["sparsity"], r["compression"]["bits"]
+    if front:
+        print("\nThe broad Fire sweep's kept networks (12 epochs on 12,000 images), compressed:\n")
+        print(markdown(front))
     if "--verify" in argv:
         from explorer import deploy
 
-        for r in table:
-            top1, n, _ = deploy.evaluate_compressed(HERE / "files" / r["file"])
-            if round(top1, 6) != round(r["compressed_accuracy"], 6):
-                print(f"{r['file']}: top-1 {top1} != {r['compressed_accuracy']}", file=sys.stderr)
-                return 1
-        print(f"\nEvery file decoded again: the same top-1 on {n:,} test images.")
+        for folder, group in (("files", table), ("front", front)):
+            for r in group:
+                top1, n, _ = deploy.evaluate_compressed(HERE / folder / r["file"])
+                if round(top1, 6) != round(r["compressed_accuracy"], 6):
+                    print(
+                        f"{r['file']}: top-1 {top1} != {r['compressed_accuracy']}", file=sys.stderr
+                    )
+                    return 1
+        print("\nEvery file decoded again (`explorer evaluate`): the same top-1 as above.")
+    if "--plot" in argv:
+        plot(table, front)
+        print("\n![top-1 against bytes](front.png)")
     return 0
+
+
+def plot(table: list[dict], front: list[dict]) -> None:
+    """Top-1 against bytes: each network as float32, int8 and after each compression."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from explorer import architecture as arch
+    from explorer import complexity, compression
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    groups: dict[str, list[dict]] = {}
+    for r in [*table, *front]:
+        groups.setdefault(r["source"], []).append(r)
+    for rs in groups.values():
+        meta = compression.read(
+            HERE / ("files" if rs[0] in table else "front") / rs[0]["file"]
+        ).meta
+        plan = arch.plan(compression.spec_of(meta))
+        name = meta.get("trial_id", "SqueezeNet 1.1")
+        base = rs[0]["accuracy_before"]
+        xs = [complexity.bytes_f32(plan), complexity.bytes_int8(plan)]
+        line = ax.plot(xs, [base, base], "o--", alpha=0.6, label=f"{name} ({plan_params(plan)})")
+        pts = sorted(rs, key=lambda r: r["bytes_compressed"])
+        ax.plot(
+            [r["bytes_compressed"] for r in pts],
+            [r["compressed_accuracy"] for r in pts],
+            "s-",
+            color=line[0].get_color(),
+        )
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes (circles: float32, int8; squares: Deep Compression files)")
+    ax.set_ylabel("test top-1")
+    ax.set_title("Accuracy per byte before and after Deep Compression (Fashion-MNIST)")
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(HERE / "front.png", dpi=110)
+
+
+def plan_params(plan) -> str:
+    from explorer import complexity
+
+    return f"{complexity.params(plan) / 1e3:.0f}k params"
 
 
 if __name__ == "__main__":
