@@ -3,6 +3,7 @@ sharing that decodes exactly, Huffman streams whose size is the file's payload, 
 files as one-line errors, and `explorer compress` then `evaluate` on a network trained on
 real Fashion-MNIST images."""
 
+import dataclasses
 import json
 import math
 import re
@@ -12,7 +13,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from explorer import cli, compression, models, train
+from explorer import cli, compression, models, rows, train
+from explorer import space as spaces
 from explorer import data as datasets
 from explorer.recipe import Compression, Recipe
 from tests.test_export import SMALL, TRAIN
@@ -134,16 +136,22 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
     size = compression.write(tmp_path / "net.sqz", shared, None, meta).total
     estimate = complexity.bytes_compressed_estimate(arch.plan(SMALL), 0.5, 4)
     assert 0.8 * size <= estimate <= 1.3 * size, (estimate, size)
+    # what the Pareto-aware scheduler takes as known before training: never larger
+    point = spaces.make_point(spaces.from_dict({"compress": {"sparsity": 0.5, "bits": 4}}), 0, {})
+    point = dataclasses.replace(point, arch=SMALL)
+    assert rows.bytes_compressed_known(point) <= size
 
 
-def _a_file(params, tmp_path):
+@pytest.fixture(scope="module")
+def a_file(params, tmp_path_factory):
+    """The bytes of a compressed file (SMALL's initial weights, 50% pruned, 4 bits)."""
     masks = compression.prune_masks(params, 0.5)
     shared = compression.share(compression._apply(params, masks), masks, 4)
     meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
     meta["compression"] = {"sparsity": 0.5, "bits": 4}
-    path = tmp_path / "net.sqz"
+    path = tmp_path_factory.mktemp("file") / "net.sqz"
     compression.write(path, shared, None, meta)
-    return path
+    return path.read_bytes()
 
 
 @pytest.mark.parametrize(
@@ -156,22 +164,21 @@ def _a_file(params, tmp_path):
         (lambda b: b"", "not a compressed network"),
     ],
 )
-def test_a_damaged_file_is_one_line(params, tmp_path, capsys, damage, message):
-    path = _a_file(params, tmp_path)
-    path.write_bytes(damage(path.read_bytes()))
+def test_a_damaged_file_is_one_line(a_file, tmp_path, capsys, damage, message):
+    path = tmp_path / "net.sqz"
+    path.write_bytes(damage(a_file))
     assert cli.main(["evaluate", str(path)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and err[0].startswith(f"explorer: error: {path}:"), err
     assert message in err[0]
 
 
-def test_a_consistent_file_with_a_lying_header_is_refused(params, tmp_path):
+def test_a_consistent_file_with_a_lying_header_is_refused(a_file, tmp_path):
     """The checksum holds, but the streams say more weights than the layer has."""
     import struct
     import zlib
 
-    path = _a_file(params, tmp_path)
-    blob = path.read_bytes()
+    path, blob = tmp_path / "net.sqz", a_file
     (n,) = struct.unpack("<I", blob[5:9])
     head = json.loads(zlib.decompress(blob[9 : 9 + n]))
     head["layers"][0]["kept"] = 10**6
