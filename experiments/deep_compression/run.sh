@@ -11,25 +11,29 @@ if [ ! -d "$net/seed-0" ]; then
   .venv/bin/explorer train --model squeezenet1_1 --dataset fashion_mnist \
     --save "$net" --json "$here/squeezenet1_1.train.json"
 fi
-# sparsity bits: the paper's two (SqueezeNet paper, Table 2), then harder ones
-for setting in "0.33 8" "0.33 6" "0.5 5" "0.6 4" "0.7 4"; do
+# sparsity bits retrain-epochs lr-scale: the paper's two (SqueezeNet paper, Table 2) with a
+# short retraining at a tenth of the rate, then harder ones, retrained longer
+for setting in "0.33 8 2 0.1" "0.33 6 2 0.1" "0.5 5 2 0.1" "0.6 4 4 0.3" "0.5 4 6 1.0"; do
   set -- $setting
-  out=$here/files/squeezenet1_1-sp$(python3 -c "print(round(100 * $1))")-b$2.sqz
+  name=squeezenet1_1-sp$(python3 -c "print(round(100 * $1))")-b$2
+  [ "$3 $4" = "2 0.1" ] || name=$name-r$3
+  out=$here/files/$name.sqz
   if [ ! -f "$out" ]; then
-    .venv/bin/explorer compress "$net" --sparsity "$1" --bits "$2" \
-      --retrain-epochs 2 --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
+    .venv/bin/explorer compress "$net" --sparsity "$1" --bits "$2" --retrain-epochs "$3" \
+      --lr-scale "$4" --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
   fi
 done
 # A small front: the broad Fire sweep's kept networks (experiments/pareto_search; their
 # weights are in that sweep folder once it has run) x two compression settings.
 sweep=experiments/pareto_search/broad_fire
 for trial in broad_fire-p0003-s0 broad_fire-p0000-s0 broad_fire-p0002-s0; do
-  for setting in "0.5 5" "0.7 4"; do
+  for setting in "0.5 4" "0.7 4"; do
     set -- $setting
     out=$here/front/$trial-sp$(python3 -c "print(round(100 * $1))")-b$2.sqz
     if [ ! -f "$out" ]; then
       .venv/bin/explorer compress "$sweep" --trial "$trial" --sparsity "$1" --bits "$2" \
-        --retrain-epochs 2 --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
+        --retrain-epochs 6 --lr-scale 1.0 --finetune-epochs 1 --out "$out" \
+        --json "${out%.sqz}.json"
     fi
   done
 done

@@ -31,9 +31,21 @@ def rows(folder: str = "files") -> list[dict]:
     return sorted(out, key=lambda r: r["bytes_compressed"], reverse=True)
 
 
+def coded_bits(r: dict) -> list[str]:
+    """Huffman-coded bits per kept weight: its index, its position (from the file's header)."""
+    from explorer import compression
+
+    folder = "files" if (HERE / "files" / r["file"]).exists() else "front"
+    head = compression.read(HERE / folder / r["file"]).meta
+    kept = sum(x["kept"] for x in head["layers"])
+    index = sum(x.get("index_bits", 0) for x in head["layers"]) / kept
+    return [f"{index:.2f}" if head["bits"] else "32", f"{head['gap_bits'] / kept:.2f}"]
+
+
 def markdown(table: list[dict]) -> str:
     head = ["file", "sparsity", "bits", "bytes", "x smaller", "paper x", "top-1 %"]
-    head += ["lost (pts)", "pruned %", "retrained %", "shared %", "minutes"]
+    head += ["lost (pts)", "pruned %", "retrained %", "shared %", "bits/index", "bits/position"]
+    head += ["retrain", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:
         how = r["sparsity_asked"], r["bits"]
@@ -50,6 +62,8 @@ def markdown(table: list[dict]) -> str:
             f"{100 * r['accuracy_pruned']:.2f}",
             f"{100 * r['accuracy_retrained']:.2f}",
             f"{100 * r['accuracy_shared']:.2f}",
+            *coded_bits(r),
+            "{retrain_epochs} ep x {learning_rate_scale:g}".format(**r["compression"]),
             f"{r['wall_s'] / 60:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
