@@ -17,6 +17,7 @@ whose worker dies is retried `search.max_failures` times first.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import os
 import shutil
 import signal
@@ -160,6 +161,10 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
     from explorer.sweep_rows import RowWriter
     from explorer.trial import trainable
 
+    # On an interrupt Tune tells the user to call Tuner.restore and lists every trial
+    # that never started; the sweep's own line says what to do (--resume) instead.
+    for name in ("ray.tune.tune", "ray.tune.analysis.experiment_analysis"):
+        logging.getLogger(name).setLevel(logging.ERROR)
     env = settings_mod.worker_env(settings)
     res = space.resources
     if res.gpus_per_trial and res.gpus_per_trial < 1:
