@@ -1,0 +1,128 @@
+"""Which metaparameters of the broad Fire space matter for accuracy per byte?
+
+    python experiments/design_space/study.py [SWEEP] > experiments/design_space/study.md
+
+In the manner of Radosavovic et al., "On Network Design Spaces for Visual
+Recognition" (2019): every architecture of a random sample of the space is one
+model (its seeds averaged); for each metaparameter, the error EDF of each of its
+levels, normalised for complexity; and a two-sample Kolmogorov-Smirnov test
+between levels (explorer.analysis.stats).
+
+Complexity: int8 bytes, the sweep's size objective. For the EDF figure, models
+are reweighted so that every level has the same distribution of log-bytes
+(explorer.analysis.edf, Section 3.2 of the paper). For the tests, each model's
+error is taken relative to what its size predicts (the residual of a
+least-squares line of error against log10 bytes over all models): a level
+whose networks are more accurate *for their size* has negative residuals. The
+KS statistic of a metaparameter is the largest over its pairs of levels, its
+p-value Bonferroni-corrected for the number of pairs; the ranking is by that
+statistic. Writes edfs.png beside this file.
+"""
+
+from __future__ import annotations
+
+import itertools
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from explorer import results
+from explorer.analysis import aggregate_seeds, stats
+from explorer.analysis.edf import edf
+
+HERE = Path(__file__).resolve().parent
+SWEEP = HERE.parent / "pareto_search" / "broad_fire"
+PARAMS = ("squeeze_ratio", "pct3x3", "base_e", "incr_e", "pool_after", "bypass")
+SIZE = "bytes_int8"
+
+
+def models(sweep: Path) -> pd.DataFrame:
+    """One row per architecture: seeds averaged, error and its residual for its size."""
+    agg = aggregate_seeds(results.load(sweep))
+    agg["error"] = 1.0 - agg["accuracy"]
+    x = np.log10(agg[SIZE].astype(float))
+    slope, intercept = np.polyfit(x, agg["error"], 1)
+    agg["residual"] = agg["error"] - (slope * x + intercept)
+    agg.attrs["fit"] = (slope, intercept)
+    return agg
+
+
+def ranking(agg: pd.DataFrame) -> pd.DataFrame:
+    out = []
+    for param in PARAMS:
+        levels = {k: g["residual"].to_numpy() for k, g in agg.groupby(param)}
+        pairs = list(itertools.combinations(sorted(levels, key=str), 2))
+        best = None
+        for a, b in pairs:
+            if len(levels[a]) < 2 or len(levels[b]) < 2:
+                continue
+            d, p = stats.ks(levels[a], levels[b])
+            if best is None or d > best[0]:
+                best = (d, min(1.0, p * len(pairs)), a, b)
+        if best is None:
+            continue
+        means = {k: float(np.mean(v)) for k, v in levels.items()}
+        lo, hi = min(means, key=means.get), max(means, key=means.get)
+        diff, ci_low, ci_high = stats.bootstrap_diff(levels[hi], levels[lo])
+        out.append(
+            {
+                "metaparameter": param,
+                "KS D (largest pair)": best[0],
+                "p (Bonferroni)": best[1],
+                "pair": f"{best[2]} vs {best[3]}",
+                "best level": lo,
+                "worst level": hi,
+                "residual error, worst - best [95% CI], pts": f"{100 * diff:+.2f} "
+                f"[{100 * ci_low:+.2f}, {100 * ci_high:+.2f}]",
+                "models per level": ", ".join(f"{k}: {len(v)}" for k, v in levels.items()),
+            }
+        )
+    return pd.DataFrame(out).sort_values("KS D (largest pair)", ascending=False)
+
+
+def figure(agg: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), sharex=True, sharey=True)
+    for ax, param in zip(axes.ravel(), PARAMS, strict=True):
+        frame = edf(agg.assign(**{param: agg[param].astype(str)}), by=param, normalize_by=SIZE)
+        for level, g in frame.groupby("group"):
+            ax.step(g["error"], g["fraction"], where="post", label=f"{level} ({g['n'].iloc[0]})")
+        ax.set_title(param)
+        ax.legend(fontsize=7)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("test error")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("fraction of models (int8 bytes normalised)")
+    fig.suptitle("Error EDFs of the broad Fire space by metaparameter (Fashion-MNIST)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+
+
+def main(argv: list[str]) -> int:
+    sweep = Path(argv[0]) if argv else SWEEP
+    agg = models(sweep)
+    slope, intercept = agg.attrs["fit"]
+    rank = ranking(agg)
+    figure(agg, HERE / "edfs.png")
+    print(f"{len(agg)} architectures ({sweep.name}, seeds averaged); error = "
+          f"{slope:+.4f} x log10({SIZE}) {intercept:+.4f} fitted over all of them.\n")  # fmt: skip
+    cols = list(rank.columns)
+    print("| " + " | ".join(cols) + " |")
+    print("|" + "---|" * len(cols))
+    for _, r in rank.iterrows():
+        cells = [f"{r[c]:.2f}" if c.startswith("KS") else f"{r[c]:.3g}" if c.startswith("p ")
+                 else str(r[c]) for c in cols]  # fmt: skip
+        print("| " + " | ".join(cells) + " |")
+    print("\n![EDFs](edfs.png)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
