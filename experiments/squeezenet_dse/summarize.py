@@ -24,7 +24,7 @@ from explorer.analysis import (
 )
 
 HERE = Path(__file__).resolve().parent
-STUDIES = ("squeeze_ratio", "pct3x3", "bypass", "versions")
+STUDIES = ("squeeze_ratio", "pct3x3", "bypass", "versions", "bypass_full")
 METRICS = ["accuracy", "top5", "int8_accuracy", "params", "bytes_f32", "bytes_int8", "flops"]
 METRICS += ["latency_b1_ms", "latency_b128_ms", "images_per_s", "wall_s"]
 
