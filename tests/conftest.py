@@ -34,6 +34,22 @@ ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"
 
 
+@pytest.fixture(scope="session")
+def trained(tmp_path_factory):
+    """One seed of tests/test_export.py's SMALL, trained for an epoch on 2,048 images
+    through the CLI and saved with --save (read, never changed, by export and compression
+    tests)."""
+    import json
+
+    from explorer import cli
+    from tests.test_export import TRAIN
+
+    root = tmp_path_factory.mktemp("trained")
+    record = root / "record.json"
+    assert cli.main([*TRAIN, "--save", str(root / "ckpt"), "--json", str(record)]) == 0
+    return {"folder": root / "ckpt" / "seed-0", "record": json.loads(record.read_text())}
+
+
 @pytest.fixture
 def write_space(tmp_path):
     """Write YAML text to a space file in a temporary folder and return its path."""

@@ -14,10 +14,10 @@ import numpy as np
 import pytest
 
 from explorer import cli, compression, models, rows, train
-from explorer import space as spaces
 from explorer import data as datasets
+from explorer import space as spaces
 from explorer.recipe import Compression, Recipe
-from tests.test_export import SMALL, TRAIN
+from tests.test_export import SMALL
 
 
 @pytest.fixture(scope="module")
@@ -31,15 +31,6 @@ def params():
     model = models.build(SMALL)
     p = model.init(jax.random.key(3), jnp.zeros(models.input_shape(SMALL, 1)))["params"]
     return jax.tree.map(np.asarray, p)
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One seed trained for an epoch on 2,048 images through the CLI, saved with --save."""
-    root = tmp_path_factory.mktemp("trained")
-    record = root / "record.json"
-    assert cli.main([*TRAIN, "--save", str(root / "ckpt"), "--json", str(record)]) == 0
-    return {"folder": root / "ckpt" / "seed-0", "record": json.loads(record.read_text())}
 
 
 @pytest.mark.parametrize("sparsity", [0.33, 0.7])

@@ -1,7 +1,6 @@
 """Checkpoints (orbax) and ONNX export (jax2onnx, ONNX Runtime) of a narrow net trained on
 real Fashion-MNIST images: `explorer train --save`, then `export`, then `evaluate`."""
 
-import json
 import os
 import re
 import shutil
@@ -30,16 +29,6 @@ TRAIN = [
     *("--train-size", "2048", "--test-size", "512"),
 ]
 TOP1 = re.compile(r"top-1 (\d+\.\d+)% on 512 fashion_mnist test images \(ONNX Runtime\)")
-
-
-@pytest.fixture(scope="module")
-def trained(tmp_path_factory):
-    """One seed trained for an epoch on 2,048 images through the CLI, saved with --save."""
-    root = tmp_path_factory.mktemp("trained")
-    record = root / "record.json"
-    assert cli.main([*TRAIN, "--save", str(root / "ckpt"), "--json", str(record)]) == 0
-    rec = json.loads(record.read_text())
-    return {"folder": root / "ckpt" / "seed-0", "record": rec}
 
 
 @pytest.fixture(scope="module")
