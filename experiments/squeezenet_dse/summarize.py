@@ -79,11 +79,11 @@ def cost(df: pd.DataFrame) -> str:
 
 def main() -> None:
     for study in sys.argv[1:] or STUDIES:
-        path = HERE / study / "results.parquet"
-        if not path.exists():
+        path = HERE / study
+        if not (path / "rows").is_dir():
             print(f"## {study}\n\n(no results yet: {path.relative_to(HERE)})\n")
             continue
-        df = results.load(path)
+        df = results.load(path)  # every finished row, also while the sweep is under way
         recipe = df["recipe"].iloc[0]
         print(f"## {study}\n\n{table(df)}\n\n{comparisons(df)}\n")
         print(f"{cost(df)}. Recipe: `{recipe}`.\n")
