@@ -62,7 +62,7 @@ def save(
         [] if opt_state is None else [np.asarray(a) for a in jax.tree.leaves(_to_host(opt_state))]
     )
     opt_item = {f"{i:05d}": a for i, a in enumerate(leaves)}
-    meta = json.loads(json.dumps(meta, default=_jsonable))
+    meta = json.loads(json.dumps(meta, default=jsonable))
     meta.update(
         format=FORMAT,
         epoch=int(epoch),
@@ -285,7 +285,8 @@ def _digest(params, opt_item: dict) -> str:
     return h.hexdigest()
 
 
-def _jsonable(o):
+def jsonable(o):
+    """json.dumps' default for NumPy arrays and scalars, sets and tuples."""
     if isinstance(o, np.ndarray):
         return o.tolist()
     if isinstance(o, np.generic):

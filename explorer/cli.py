@@ -15,11 +15,11 @@ from explorer import commands
 from explorer import settings as settings_mod
 from explorer import space as spaces
 from explorer.checkpoints import CheckpointError
-from explorer.compression import CompressionError
 from explorer.data import DatasetError
 from explorer.export import DTYPES, ExportError
 from explorer.results import ResultsError
 from explorer.selection import UsageError
+from explorer.sqzfile import CompressionError
 from explorer.sweep import SweepError, SweepInterrupted
 
 USER_ERRORS = (

@@ -117,15 +117,7 @@ def export_checkpoint(
     if trial_id:
         info["trial_id"] = trial_id
     export.to_onnx(plan, params, meta["mean"], meta["std"], out, input_dtype, metadata=info)
-    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
-    data = datasets.load(
-        meta["dataset"],
-        data_dir or meta.get("data_dir"),
-        None,
-        test_size or meta.get("test_size"),
-        False,
-        **extra,
-    )
+    data = _data(meta, data_dir, fashion_mnist_dir, None, test_size or meta.get("test_size"))
     check = data.x_test[:CHECKED_IMAGES]
     diff = export.verify(out, plan, params, meta["mean"], meta["std"], check)
     if diff > export.TOLERANCE:
@@ -149,6 +141,14 @@ def export_checkpoint(
     )
 
 
+def _data(meta: dict, data_dir, fashion_mnist_dir, train_size, test_size) -> datasets.Dataset:
+    """The data set a checkpoint's (or compressed file's) meta names, where it came from."""
+    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
+    return datasets.load(
+        meta["dataset"], data_dir or meta.get("data_dir"), train_size, test_size, False, **extra
+    )
+
+
 def compress_checkpoint(
     folder: Path,
     how,
@@ -166,15 +166,7 @@ def compress_checkpoint(
     params, _, meta = checkpoints.restore(folder)
     spec = checkpoints.spec_of(meta)
     recipe = Recipe.model_validate_json(meta["recipe"])
-    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
-    data = datasets.load(
-        meta["dataset"],
-        data_dir or meta.get("data_dir"),
-        meta.get("train_size"),
-        meta.get("test_size"),
-        False,
-        **extra,
-    )
+    data = _data(meta, data_dir, fashion_mnist_dir, meta.get("train_size"), meta.get("test_size"))
     keep = ("spec", "dataset", "mean", "std", "seed", "epoch", "recipe", "train_size", "test_size")
     info = {k: meta[k] for k in keep if meta.get(k) is not None}
     if trial_id:
@@ -201,22 +193,14 @@ def evaluate_compressed(
     settings=None,
 ) -> tuple[float, int, object]:
     """(top-1, test images, the decoded file) of a compressed network, decoded from its bytes."""
-    from explorer import compression
+    from explorer import compression, sqzfile
     from explorer.recipe import Recipe
 
-    decoded = compression.read(path)
+    decoded = sqzfile.read(path)
     meta = decoded.meta
-    extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
-    data = datasets.load(
-        meta["dataset"],
-        data_dir or meta.get("data_dir"),
-        1,
-        test_size or meta.get("test_size"),
-        False,
-        **extra,
-    )
+    data = _data(meta, data_dir, fashion_mnist_dir, 1, test_size or meta.get("test_size"))
     recipe = Recipe.model_validate_json(meta["recipe"]) if meta.get("recipe") else Recipe()
-    spec = compression.spec_of(meta)
+    spec = sqzfile.spec_of(meta)
     top1 = compression.evaluate(
         spec, recipe, data, decoded.params, settings, meta.get("mean"), meta.get("std")
     )

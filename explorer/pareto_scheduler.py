@@ -198,8 +198,7 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
                 return TrialScheduler.CONTINUE
             decision = self.rungs.on_result(trial.trial_id, t, result)
             if decision == PAUSE:
-                for row in result.get("rows") or []:
-                    row["error"] = f"paused at epoch {t}: dominated by networks still training"
+                _say(result, f"paused at epoch {t}: dominated by networks still training")
                 return TrialScheduler.PAUSE
             return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
 
@@ -217,7 +216,8 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             for tid in stop:
                 trial = self.trials.get(tid)
                 if trial is not None and trial.status == Trial.PAUSED:
-                    _say(trial, "paused, then stopped: dominated by networks that finished")
+                    why = "paused, then stopped: dominated by networks that finished"
+                    _say(trial.last_result, why)
                     tune_controller.stop_trial(trial)
             self.promote += [t for t in promote if t not in self.promote]
 
@@ -242,7 +242,7 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
     return ParetoScheduler()
 
 
-def _say(trial, why: str) -> None:
-    """Put the scheduler's reason in the rows the trial last reported."""
-    for row in (trial.last_result or {}).get("rows") or []:
+def _say(result: dict | None, why: str) -> None:
+    """Put the scheduler's reason in the rows of a trial's result."""
+    for row in (result or {}).get("rows") or []:
         row["error"] = why

@@ -134,7 +134,7 @@ def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, se
     A compression that fails (its retraining diverges) fails the row: its
     objective is missing.
     """
-    from explorer import checkpoints, compression, train
+    from explorer import checkpoints, compression, sqzfile, train
 
     files = {}
     for row, p in zip(final, params, strict=True):
@@ -148,7 +148,7 @@ def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, se
                     point.arch, point.recipe, data, p, point.compress, path, meta,
                     seed=row["seed"], settings=settings,
                 )  # fmt: skip
-            except (train.TrainingFailed, compression.CompressionError) as e:
+            except (train.TrainingFailed, sqzfile.CompressionError) as e:
                 row.update(status="failed", error=f"compression: {e}")
                 continue
             files[str(row["seed"])] = path.read_bytes()

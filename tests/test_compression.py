@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from explorer import cli, compression, models, rows, train
+from explorer import cli, compression, models, rows, sqzfile, train
 from explorer import data as datasets
 from explorer import space as spaces
 from explorer.recipe import Compression, Recipe
@@ -33,10 +33,20 @@ def params():
     return jax.tree.map(np.asarray, p)
 
 
+def _write(path, shared: compression.Shared, sparsity: float, bits: int) -> sqzfile.Layout:
+    """The file of SMALL's shared (or pruned) weights, as explorer.compression writes it."""
+    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
+    meta["compression"] = {"sparsity": sparsity, "bits": bits}
+    return sqzfile.write(
+        path, shared.codebooks, shared.indices, shared.biases,
+        bits=bits, sparse=sparsity > 0, meta=meta,
+    )  # fmt: skip
+
+
 @pytest.mark.parametrize("sparsity", [0.33, 0.7])
 def test_each_layer_has_the_asked_sparsity_smallest_magnitudes_first(params, sparsity):
     masks = compression.prune_masks(params, sparsity)
-    flat, keep = compression._flat(params), compression._flat(masks)
+    flat, keep = sqzfile.flat(params), sqzfile.flat(masks)
     for path, a in flat.items():
         if not path.endswith("/kernel"):
             assert keep[path].all(), f"{path}: a bias was pruned"
@@ -70,10 +80,10 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
         rec[0]["accuracy"],
         acc_pruned,
     )
-    after, keep = compression._flat(jax.device_get(got[0])), compression._flat(masks)
+    after, keep = sqzfile.flat(jax.device_get(got[0])), sqzfile.flat(masks)
     for path, a in compression.kernels(after).items():
         assert (np.asarray(a)[~keep[path]] == 0).all(), f"{path}: a pruned weight moved"
-        assert (np.asarray(a)[keep[path]] != compression._flat(pruned)[path][keep[path]]).any()
+        assert (np.asarray(a)[keep[path]] != sqzfile.flat(pruned)[path][keep[path]]).any()
 
 
 @pytest.mark.parametrize("sparsity,bits", [(0.5, 4), (0.0, 3), (0.33, 0), (0.0, 0)])
@@ -81,39 +91,35 @@ def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsi
     masks = compression.prune_masks(params, sparsity)
     pruned = compression._apply(params, masks)
     shared = compression.share(pruned, masks, bits) if bits else None
-    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
-    meta["compression"] = {"sparsity": sparsity, "bits": bits}
     path = tmp_path / "net.sqz"
-    layout = compression.write(path, shared, None if shared else pruned, meta)
-    decoded = compression.read(path)
-    want = compression._flat(shared.params() if shared else pruned)
-    got = compression._flat(decoded.params)
+    layout = _write(path, shared or compression.Shared.dense(pruned), sparsity, bits)
+    decoded = sqzfile.read(path)
+    want = sqzfile.flat(shared.params() if shared else pruned)
+    got = sqzfile.flat(decoded.params)
     assert sorted(got) == sorted(want)
     for p in want:
         assert got[p].dtype == np.float32 and np.array_equal(got[p], want[p]), p
     if bits:  # at most 2^bits distinct values per kernel, besides the pruned zeros
         for p, a in compression.kernels(decoded.params).items():
-            assert len(np.unique(a[compression._flat(masks)[p]])) <= 2**bits, p
+            assert len(np.unique(a[sqzfile.flat(masks)[p]])) <= 2**bits, p
     assert path.stat().st_size == layout.total == decoded.size
 
 
 def test_huffman_coded_size_is_the_files_payload(params, tmp_path):
     masks = compression.prune_masks(params, 0.6)
     shared = compression.share(compression._apply(params, masks), masks, 5)
-    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
-    meta["compression"] = {"sparsity": 0.6, "bits": 5}
-    layout = compression.write(tmp_path / "net.sqz", shared, None, meta)
+    layout = _write(tmp_path / "net.sqz", shared, 0.6, 5)
     # each stream's length, counted independently: frequency x code length, whole bytes
     streams = [i[i >= 0] for i in shared.indices.values()]
-    gaps = np.concatenate([compression.positions(i) for i in shared.indices.values()])
-    expected = sum(math.ceil(compression.coded_bits(s) / 8) for s in [*streams, gaps])
-    assert layout.payload == expected == compression.read(tmp_path / "net.sqz").payload
+    gaps = np.concatenate([sqzfile.positions(i) for i in shared.indices.values()])
+    expected = sum(math.ceil(sqzfile.coded_bits(s) / 8) for s in [*streams, gaps])
+    assert layout.payload == expected == sqzfile.read(tmp_path / "net.sqz").payload
     # Huffman's length lies within a bit per symbol of the stream's entropy
     for s in [*streams, gaps]:
         _, counts = np.unique(s, return_counts=True)
         prob = counts / counts.sum()
         entropy = float(-(counts * np.log2(prob)).sum())
-        assert entropy - 1e-6 <= compression.coded_bits(s) <= entropy + len(s)
+        assert entropy - 1e-6 <= sqzfile.coded_bits(s) <= entropy + len(s)
 
 
 def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
@@ -122,9 +128,7 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
 
     masks = compression.prune_masks(params, 0.5)
     shared = compression.share(compression._apply(params, masks), masks, 4)
-    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
-    meta["compression"] = {"sparsity": 0.5, "bits": 4}
-    size = compression.write(tmp_path / "net.sqz", shared, None, meta).total
+    size = _write(tmp_path / "net.sqz", shared, 0.5, 4).total
     estimate = complexity.bytes_compressed_estimate(arch.plan(SMALL), 0.5, 4)
     assert 0.8 * size <= estimate <= 1.3 * size, (estimate, size)
     # what the Pareto-aware scheduler takes as known before training: never larger
@@ -138,10 +142,8 @@ def a_file(params, tmp_path_factory):
     """The bytes of a compressed file (SMALL's initial weights, 50% pruned, 4 bits)."""
     masks = compression.prune_masks(params, 0.5)
     shared = compression.share(compression._apply(params, masks), masks, 4)
-    meta = {"spec": SMALL.as_dict(), "dataset": "fashion_mnist", "mean": [72.9], "std": [90.0]}
-    meta["compression"] = {"sparsity": 0.5, "bits": 4}
     path = tmp_path_factory.mktemp("file") / "net.sqz"
-    compression.write(path, shared, None, meta)
+    _write(path, shared, 0.5, 4)
     return path.read_bytes()
 
 
@@ -176,8 +178,8 @@ def test_a_consistent_file_with_a_lying_header_is_refused(a_file, tmp_path):
     new = zlib.compress(json.dumps(head).encode())
     body = b"SQZC" + struct.pack("<BI", 1, len(new)) + new + blob[9 + n : -4]
     path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
-    with pytest.raises(compression.CompressionError, match="does not fit its network"):
-        compression.read(path)
+    with pytest.raises(sqzfile.CompressionError, match="does not fit its network"):
+        sqzfile.read(path)
 
 
 def test_compress_then_evaluate_through_the_cli(trained, tmp_path, capsys):
@@ -241,7 +243,7 @@ def test_a_sweep_varies_compression_and_keeps_the_files(tiny_space, tmp_path, ca
     for sparsity, row in table.iterrows():
         path = out / row["compressed_file"]
         assert path.stat().st_size == row["bytes_compressed"]
-        decoded = compression.read(path)
+        decoded = sqzfile.read(path)
         assert decoded.meta["compression"]["sparsity"] == sparsity
         capsys.readouterr()
         assert cli.main(["evaluate", str(path)]) == 0

@@ -33,10 +33,10 @@ def rows(folder: str = "files") -> list[dict]:
 
 def coded_bits(r: dict) -> list[str]:
     """Huffman-coded bits per kept weight: its index, its position (from the file's header)."""
-    from explorer import compression
+    from explorer import sqzfile
 
     folder = "files" if (HERE / "files" / r["file"]).exists() else "front"
-    head = compression.read(HERE / folder / r["file"]).meta
+    head = sqzfile.read(HERE / folder / r["file"]).meta
     kept = sum(x["kept"] for x in head["layers"])
     index = sum(x.get("index_bits", 0) for x in head["layers"]) / kept
     return [f"{index:.2f}" if head["bits"] else "32", f"{head['gap_bits'] / kept:.2f}"]
@@ -115,17 +115,15 @@ def plot(table: list[dict], front: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     from explorer import architecture as arch
-    from explorer import complexity, compression
+    from explorer import complexity, sqzfile
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups: dict[str, list[dict]] = {}
     for r in [*table, *front]:
         groups.setdefault(r["source"], []).append(r)
     for rs in groups.values():
-        meta = compression.read(
-            HERE / ("files" if rs[0] in table else "front") / rs[0]["file"]
-        ).meta
-        plan = arch.plan(compression.spec_of(meta))
+        meta = sqzfile.read(HERE / ("files" if rs[0] in table else "front") / rs[0]["file"]).meta
+        plan = arch.plan(sqzfile.spec_of(meta))
         name = meta.get("trial_id", "SqueezeNet 1.1")
         base = rs[0]["accuracy_before"]
         xs = [complexity.bytes_f32(plan), complexity.bytes_int8(plan)]

@@ -23,7 +23,6 @@ from matplotlib.figure import Figure
 import explorer.analysis.interactive as interactive
 import explorer.analysis.interactive_curves as interactive_curves
 import explorer.analysis.plots as plots
-from explorer.analysis import stats
 from explorer.analysis.architectures import architectures, edf_by, objective_columns, ok_measured
 from explorer.analysis.edf import edf, sensitivity
 from explorer.analysis.pareto import (
@@ -36,6 +35,7 @@ from explorer.analysis.pareto import (
     trial_seconds,
     varied_metaparameters,
 )
+from explorer.analysis.stats import compare_levels
 from explorer.results import ResultsError
 
 REQUIRED = ("trial_id", "status", "accuracy", "params")
@@ -256,7 +256,7 @@ def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     for param in varied_metaparameters(ok):
         if ok[param].nunique() > MAX_COMPARED_LEVELS or metric not in ok:
             continue
-        for _, c in stats.compare_levels(ok, param, metric).iterrows():
+        for _, c in compare_levels(ok, param, metric).iterrows():
             out.append(
                 {
                     "metaparameter": param,
