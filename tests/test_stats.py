@@ -51,6 +51,20 @@ def test_the_interval_separates_what_differs_and_not_what_does_not():
     )
 
 
+def test_one_value_against_many_resamples_the_many_only():
+    """A level left with one seed (the others failed) is still compared, not an error."""
+    many = np.array([0.80, 0.82, 0.84, 0.86])
+    diff, low, high = stats.bootstrap_diff([0.70], many, seed=3)
+    ref = sp.bootstrap(
+        (many,), np.mean, n_resamples=stats.RESAMPLES, method="percentile",
+        rng=np.random.default_rng(3),
+    ).confidence_interval  # fmt: skip
+    assert diff == pytest.approx(0.70 - many.mean())
+    assert (low, high) == (pytest.approx(0.70 - ref.high), pytest.approx(0.70 - ref.low))
+    d2, low2, high2 = stats.bootstrap_diff(many, [0.70], seed=3)
+    assert (d2, low2, high2) == (pytest.approx(-diff), pytest.approx(-high), pytest.approx(-low))
+
+
 def test_levels_are_compared_with_the_best():
     df = pd.DataFrame(
         {"bypass": ["none"] * 3 + ["simple"] * 3, "accuracy": [0.70, 0.71, 0.72, 0.80, 0.81, 0.79]}

@@ -46,8 +46,8 @@ def bootstrap_diff(
     a, b, confidence: float = CONFIDENCE, resamples: int = RESAMPLES, seed: int = 0
 ) -> tuple[float, float, float]:
     """(mean(a) - mean(b), low, high): a percentile bootstrap interval, each sample
-    resampled on its own (scipy.stats.bootstrap). Samples of one value give a
-    point interval; an empty sample gives NaNs."""
+    resampled on its own (scipy.stats.bootstrap). A sample of one value stays that
+    value (two give a point interval); an empty sample gives NaNs."""
     from scipy import stats
 
     a, b = _finite(a), _finite(b)
@@ -56,14 +56,20 @@ def bootstrap_diff(
     diff = float(a.mean() - b.mean())
     if len(a) < 2 and len(b) < 2:
         return (diff, diff, diff)
-    res = stats.bootstrap(
-        (a, b),
-        lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis),
+    kwargs = dict(
         confidence_level=confidence,
         n_resamples=resamples,
         method="percentile",
         vectorized=True,
         rng=np.random.default_rng(seed),
+    )
+    if len(a) < 2 or len(b) < 2:  # one value resamples to itself: only the other varies
+        many, one, sign = (b, a[0], -1.0) if len(a) < 2 else (a, b[0], 1.0)
+        ci = stats.bootstrap((many,), np.mean, **kwargs).confidence_interval
+        ends = sorted(sign * (m - one) for m in (ci.low, ci.high))
+        return (diff, float(ends[0]), float(ends[1]))
+    res = stats.bootstrap(
+        (a, b), lambda x, y, axis=-1: np.mean(x, axis=axis) - np.mean(y, axis=axis), **kwargs
     )
     return (diff, float(res.confidence_interval.low), float(res.confidence_interval.high))
 
