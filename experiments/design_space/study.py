@@ -21,7 +21,6 @@ statistic. Writes edfs.png beside this file.
 
 from __future__ import annotations
 
-import itertools
 import sys
 from pathlib import Path
 
@@ -52,31 +51,24 @@ def models(sweep: Path) -> pd.DataFrame:
 def ranking(agg: pd.DataFrame) -> pd.DataFrame:
     out = []
     for param in PARAMS:
-        levels = {k: g["residual"].to_numpy() for k, g in agg.groupby(param)}
-        pairs = list(itertools.combinations(sorted(levels, key=str), 2))
-        best = None
-        for a, b in pairs:
-            if len(levels[a]) < 2 or len(levels[b]) < 2:
-                continue
-            d, p = stats.ks(levels[a], levels[b])
-            if best is None or d > best[0]:
-                best = (d, min(1.0, p * len(pairs)), a, b)
-        if best is None:
+        pairs = stats.compare_pairs(agg, param, "residual")  # the worse level first
+        testable = pairs[(pairs["n_a"] >= 2) & (pairs["n_b"] >= 2)] if len(pairs) else pairs
+        if testable.empty:
             continue
-        means = {k: float(np.mean(v)) for k, v in levels.items()}
-        lo, hi = min(means, key=means.get), max(means, key=means.get)
-        diff, ci_low, ci_high = stats.bootstrap_diff(levels[hi], levels[lo])
+        top = testable.loc[testable["ks"].idxmax()]
+        extreme = pairs.loc[pairs["diff"].idxmax()]  # the worst level against the best
+        sizes = agg.groupby(param).size()
         out.append(
             {
                 "metaparameter": param,
-                "KS D (largest pair)": best[0],
-                "p (Bonferroni)": best[1],
-                "pair": f"{best[2]} vs {best[3]}",
-                "best level": lo,
-                "worst level": hi,
-                "residual error, worst - best [95% CI], pts": f"{100 * diff:+.2f} "
-                f"[{100 * ci_low:+.2f}, {100 * ci_high:+.2f}]",
-                "models per level": ", ".join(f"{k}: {len(v)}" for k, v in levels.items()),
+                "KS D (largest pair)": top["ks"],
+                "p (Bonferroni)": min(1.0, top["ks_p"] * len(pairs)),
+                "pair": f"{top['a']} vs {top['b']}",
+                "best level": extreme["b"],
+                "worst level": extreme["a"],
+                "residual error, worst - best [95% CI], pts": f"{100 * extreme['diff']:+.2f} "
+                f"[{100 * extreme['ci_low']:+.2f}, {100 * extreme['ci_high']:+.2f}]",
+                "models per level": ", ".join(f"{k}: {n}" for k, n in sizes.items()),
             }
         )
     return pd.DataFrame(out).sort_values("KS D (largest pair)", ascending=False)
