@@ -63,15 +63,20 @@ def ranking(agg: pd.DataFrame) -> pd.DataFrame:
                 "metaparameter": param,
                 "KS D (largest pair)": top["ks"],
                 "p (Bonferroni)": min(1.0, top["ks_p"] * len(pairs)),
-                "pair": f"{top['a']} vs {top['b']}",
-                "best level": extreme["b"],
-                "worst level": extreme["a"],
+                "pair": f"{_level(top['a'])} vs {_level(top['b'])}",
+                "best level": _level(extreme["b"]),
+                "worst level": _level(extreme["a"]),
                 "residual error, worst - best [95% CI], pts": f"{100 * extreme['diff']:+.2f} "
                 f"[{100 * extreme['ci_low']:+.2f}, {100 * extreme['ci_high']:+.2f}]",
                 "models per level": ", ".join(f"{k}: {n}" for k, n in sizes.items()),
             }
         )
     return pd.DataFrame(out).sort_values("KS D (largest pair)", ascending=False)
+
+
+def _level(v) -> str:
+    """A level as the space file writes it (pandas may hand integers back as floats)."""
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 def figure(agg: pd.DataFrame, path: Path) -> None:
