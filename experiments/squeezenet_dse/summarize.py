@@ -17,7 +17,9 @@ import pandas as pd
 from explorer import results
 from explorer.analysis import (
     aggregate_seeds,
+    busy_seconds,
     program_share,
+    replay,
     stats,
     trial_seconds,
     varied_metaparameters,
@@ -64,16 +66,31 @@ def comparisons(df: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def cost(df: pd.DataFrame) -> str:
+def cost(df: pd.DataFrame, curves: pd.DataFrame) -> str:
+    """Trial-hours, wall time, and what early stopping would have saved on the
+    study's own curves (explorer.analysis.replay; a study with fewer than 4 trials
+    trained to the full budget, or run before curves were kept, has none)."""
     ok = df[df["status"] == "ok"]
     hours = trial_seconds(ok).sum() / 3600
+    wall = busy_seconds(ok) / 3600
     programs = round(program_share(ok).sum())
     k = int(ok["seeds_in_program"].max())
     hosts = ", ".join(sorted(set(ok["host"].astype(str))))
     devices = ", ".join(sorted(set(ok["device"].astype(str))))
-    return (
+    said = (
         f"{len(ok)} ok rows ({programs} trials, {k} seed(s) per program), "
-        f"{hours:.2f} trial-hours; ran on {devices} ({hosts})"
+        f"{hours:.2f} trial-hours in {wall:.2f} hours of wall time; ran on {devices} ({hosts})"
+    )
+    data = replay.full_curves(ok, curves) if len(curves) else None
+    if data is None or len(data.accuracy) < 4:
+        return said + ". No replay: fewer than 4 trials with learning curves"
+    got = replay.replay(data).figures
+    return said + (
+        f". Replayed on its curves (accuracy against params), the Pareto-aware scheduler "
+        f"would have spent {got.loc['pareto', 'total_compute']:.0%} of these trial-epochs "
+        f"(front recall {got.loc['pareto', 'front_recall']:.2f}; "
+        f"ASHA {got.loc['asha', 'total_compute']:.0%}, "
+        f"recall {got.loc['asha', 'front_recall']:.2f})"
     )
 
 
@@ -86,7 +103,7 @@ def main() -> None:
         df = results.load(path)  # every finished row, also while the sweep is under way
         recipe = df["recipe"].iloc[0]
         print(f"## {study}\n\n{table(df)}\n\n{comparisons(df)}\n")
-        print(f"{cost(df)}. Recipe: `{recipe}`.\n")
+        print(f"{cost(df, results.load_curves(path))}. Recipe: `{recipe}`.\n")
 
 
 if __name__ == "__main__":

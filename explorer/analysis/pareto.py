@@ -57,6 +57,24 @@ def trial_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(df["wall_s"], errors="coerce").astype("float64") * program_share(df)
 
 
+def busy_seconds(df: pd.DataFrame) -> float:
+    """Wall time during which at least one of the rows' programs was training: the
+    union of their intervals (finished_at - wall_s, finished_at), so that a sweep
+    resumed days later is not charged the days between."""
+    wall = pd.to_numeric(df.get("wall_s"), errors="coerce")
+    end = pd.to_datetime(df.get("finished_at"), errors="coerce", utc=True)
+    spans = sorted(
+        (e.timestamp() - w, e.timestamp())
+        for w, e in zip(wall, end, strict=True)
+        if pd.notna(w) and pd.notna(e)
+    )
+    total, reach = 0.0, -np.inf
+    for start, stop in spans:
+        total += max(0.0, stop - max(start, reach))
+        reach = max(reach, stop)
+    return total
+
+
 def varied_metaparameters(df: pd.DataFrame) -> list[str]:
     """Metaparameter columns taking more than one distinct value among the rows."""
     return [c for c in METAPARAMETERS if c in df and df[c].nunique(dropna=False) > 1]

@@ -30,11 +30,13 @@ from explorer.analysis.pareto import (
     DIRECTIONS,
     Direction,
     aggregate_seeds,
+    busy_seconds,
     ok_rows,
     pareto_front,
     trial_seconds,
     varied_metaparameters,
 )
+from explorer.analysis.replay import full_curves, replay, size_column
 from explorer.analysis.stats import compare_levels
 from explorer.results import ResultsError
 
@@ -47,6 +49,11 @@ ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
 SENSITIVITY = ("accuracy", "bytes_f32")  # the SqueezeNet paper's Figure 3 panels
 MAX_COMPARED_LEVELS = 8  # a metaparameter with more levels is not a study's comparison
 STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's counts
+REPLAY_TITLE = "What early stopping would have saved (replayed on this sweep's curves)"
+REPLAY_HINT = (
+    "Each scheduler replayed over random arrival orders of the trials trained to the "
+    "full budget; compute as a fraction of training all of them to the end"
+)
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -107,6 +114,7 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
             f"{best['accuracy']:.2%} ({best['trial_id']}" + (f"; {where}" if where else "") + ")",
         ),
         ("total trial-hours", "-" if wall is None else f"{wall.sum() / 3600:.2f}"),
+        ("wall time training", f"{busy_seconds(df) / 3600:.2f} hours"),
         ("trial-epochs", _trial_epochs(df)),
         ("devices", _uniques(df, "device")),
     ]
@@ -273,6 +281,31 @@ def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
     return pd.DataFrame(out)
 
 
+def scheduler_replay(
+    df: pd.DataFrame, curves: pd.DataFrame | None, objectives: dict[str, Direction]
+) -> tuple[str, pd.DataFrame] | None:
+    """What early stopping would have saved on this sweep: each scheduler replayed
+    over the curves of its trials trained to the full budget (analysis.replay).
+    None without curves of at least 4 such trials and 2 epochs."""
+    if curves is None or not len(curves) or "accuracy" not in objectives:
+        return None
+    data = full_curves(df, curves, size_column(objectives))
+    if len(data.accuracy) < 4 or data.budget < 2:
+        return None
+    got = replay(data)
+    table = got.figures.reset_index()
+    for col in ("compute_to_95pct", "total_compute"):
+        table[col] = [f"{v:.2f}" for v in table[col]]
+    table["front_recall"] = [f"{v:.2f}" for v in table["front_recall"]]
+    table.columns = [
+        "scheduler",
+        "compute to reach 95% of the grid's hypervolume",
+        "front recall",
+        "compute spent",
+    ]
+    return got.describe(), table
+
+
 def _html_table(frame: pd.DataFrame) -> str:
     return frame.to_html(index=False, escape=True, border=0, na_rep="-")
 
@@ -320,6 +353,10 @@ def write_report(
     if len(compared):
         md += ["## Comparisons (each level against the best; bootstrap CI, KS test)", ""]
         md += [markdown_table(compared), ""]
+    replayed = scheduler_replay(df, curves, objectives)
+    if replayed:
+        md += [f"## {REPLAY_TITLE}", "", f"{REPLAY_HINT} ({replayed[0]}).", ""]
+        md += [markdown_table(replayed[1]), ""]
     md += [f"## Failed, skipped and stopped trials ({len(bad)})", ""]
     md += [markdown_table(bad) if len(bad) else "None.", ""]
     written["report.md"] = out / "report.md"
@@ -347,6 +384,12 @@ def write_report(
             f'<figure><img src="data:image/png;base64,{data}" alt="{esc(name)}">'
             f"<figcaption>{esc(cap)}</figcaption></figure>"
         )
+    if replayed:
+        body += [
+            f"<h2>{esc(REPLAY_TITLE)}</h2>",
+            f"<p>{esc(REPLAY_HINT)} ({esc(replayed[0])}).</p>",
+        ]
+        body += [_html_table(replayed[1])]
     body += [f"<h2>Failed, skipped and stopped trials ({len(bad)})</h2>"]
     body += [_html_table(bad) if len(bad) else "<p>None.</p>"]
     written["report.html"] = out / "report.html"

@@ -1,0 +1,247 @@
+"""Replay early-stopping schedulers over a sweep's recorded learning curves.
+
+In the manner of Syne Tune's simulator: each trial of a full-budget sweep (its
+rows and its curves) arrives in a random order; `workers` trials train at once,
+one epoch per time step; a scheduler may stop a trial at a rung, and then its
+remaining epochs are never spent. For each scheduler, averaged over the arrival
+orders: the compute (trial-epochs, as a fraction of the full grid's) spent when
+the hypervolume of the networks trained to the full budget first reaches 95% of
+the full grid's; the fraction of the true front's trials trained to the full
+budget; and the compute spent in all.
+
+The hypervolume's reference point is the grid's worst final accuracy and 1.1x
+its largest size: with accuracy 0 as the reference the region below the worst
+network dwarfs the front, and even a random-order grid with no stopping shows
+nearly all of the final hypervolume early, which says nothing.
+
+Schedulers: grid (no stopping); asha (asynchronous successive halving on
+accuracy alone: a trial goes on if it is in the top 1/eta of those that reached
+its rung); moasha (the same quota over non-dominated sorting of the reported
+accuracy and size, as Syne Tune's MOASHA ranks trials; a re-implementation);
+pareto (explorer.pareto_scheduler, pausing and promoting as it does live).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import heapq
+
+import numpy as np
+import pandas as pd
+
+from explorer.analysis.pareto import hypervolume, pareto_mask
+from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs
+
+SCHEDULERS = ("grid", "asha", "moasha", "pareto")
+KNOWN_SIZES = ("bytes_int8", "bytes_compressed", "bytes_f32", "params", "flops")
+TARGET = 0.95  # of the full grid's hypervolume
+_OBJ = {"accuracy": "max", "size": "min"}
+
+
+@dataclasses.dataclass
+class Curves:
+    """Per trial: its accuracy by epoch (all `budget` of them) and its known size."""
+
+    accuracy: dict[str, np.ndarray]
+    size: dict[str, float]
+    budget: int
+    size_column: str
+
+    @property
+    def trials(self) -> list[str]:
+        return sorted(self.accuracy)
+
+
+def size_column(objectives: dict[str, str]) -> str:
+    """The replay's size axis: the sweep's first objective known before training."""
+    return next((c for c in objectives if c in KNOWN_SIZES), "params")
+
+
+def full_curves(rows: pd.DataFrame, curves: pd.DataFrame, size: str = "params") -> Curves:
+    """The ok trials whose curves reach the sweep's full budget, every epoch recorded."""
+    ok = rows[rows["status"] == "ok"].set_index("trial_id")
+    curves = curves[curves["trial_id"].isin(ok.index)]
+    budget = int(curves["epoch"].max()) if len(curves) else 0
+    acc, sizes = {}, {}
+    for tid, c in curves.groupby("trial_id"):
+        c = c.sort_values("epoch")
+        if int(c["epoch"].max()) == budget and len(c) == budget:
+            acc[tid] = c["accuracy"].to_numpy(float)
+            sizes[tid] = float(ok.loc[tid, size])
+    return Curves(acc, sizes, budget, size)
+
+
+def rungs_of(budget: int, eta: int, grace: int = 1) -> list[int]:
+    out, t = [], grace
+    while t < budget:
+        out.append(t)
+        t *= eta
+    return out
+
+
+class Quota:
+    """Asynchronous successive halving: go on if in the top 1/eta at the rung so far.
+
+    With `sizes`, rank by non-dominated sorting of (accuracy, size), then by
+    accuracy within a front (MOASHA); without, by accuracy alone (ASHA).
+    """
+
+    def __init__(self, budget: int, eta: int, sizes: dict | None):
+        self.rungs, self.eta, self.sizes = set(rungs_of(budget, eta)), eta, sizes
+        self.seen: dict[int, list[tuple[str, float]]] = {r: [] for r in self.rungs}
+
+    def decide(self, tid: str, t: int, acc: float) -> bool:
+        """True to stop."""
+        if t not in self.rungs:
+            return False
+        seen = self.seen[t]
+        seen.append((tid, acc))
+        if len(seen) < self.eta:
+            return False
+        keep = max(1, len(seen) // self.eta)
+        return self._rank(seen, tid) >= keep
+
+    def _rank(self, seen, tid) -> int:
+        if self.sizes is None:
+            order = sorted(seen, key=lambda p: -p[1])
+            return [p[0] for p in order].index(tid)
+        pts = pd.DataFrame(
+            {"accuracy": [a for _, a in seen], "size": [self.sizes[t] for t, _ in seen]}
+        )
+        ranks = np.zeros(len(pts), int)
+        left, level = np.ones(len(pts), bool), 0
+        while left.any():
+            front = np.zeros(len(pts), bool)
+            front[left] = pareto_mask(pts[left], _OBJ)
+            ranks[front] = level
+            left &= ~front
+            level += 1
+        order = sorted(range(len(pts)), key=lambda i: (ranks[i], -pts["accuracy"][i]))
+        return [seen[i][0] for i in order].index(tid)
+
+
+def simulate(name: str, order: list[str], data: Curves, workers: int, eta: int, ref) -> dict:
+    """One arrival order: compute spent when the HV first reaches the target, what
+    finished, and the compute spent in all."""
+    acc, sizes, budget = data.accuracy, data.size, data.budget
+    grid_hv = _hv(data.trials, data, ref)
+    if name == "pareto":
+        rungs = ParetoRungs(_OBJ, budget, grace=1, eta=eta)
+    elif name in ("asha", "moasha"):
+        quota = Quota(budget, eta, sizes if name == "moasha" else None)
+    elif name != "grid":
+        raise ValueError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
+    queue, running, spent, finished, at95 = [(t, 0) for t in order], [], 0, [], None
+    clock, paused = 0, {}  # paused trial -> epochs done (it resumes from its checkpoint)
+    while queue or running or paused:
+        if not queue and not running:  # only paused trials left: resume the most hopeful
+            tid = rungs.unblock()
+            queue.append((tid, paused.pop(tid)))
+        while queue and len(running) < workers:  # (time, trial, epochs done)
+            tid, done = queue.pop(0)
+            heapq.heappush(running, (clock, tid, done))
+        clock, tid, done = heapq.heappop(running)
+        t = done + 1
+        spent += 1
+        value = acc[tid][t - 1]
+        stop = pause = False
+        if name == "pareto":
+            said = rungs.on_result(tid, t, {"accuracy": value, "size": sizes[tid]})
+            stop, pause = said == STOP, said == PAUSE
+        elif name in ("asha", "moasha"):
+            stop = quota.decide(tid, t, value)
+        if t == budget:
+            if name == "pareto":
+                rungs.on_complete(tid, {"epoch": t, "accuracy": value, "size": sizes[tid]})
+                stopped, promote = rungs.review()
+                for p in stopped:
+                    paused.pop(p)
+                for p in promote:  # promoted trials go first, from where they paused
+                    rungs.promoted(p)
+                    queue.insert(0, (p, paused.pop(p)))
+            finished.append(tid)
+            if at95 is None and _hv(finished, data, ref) >= TARGET * grid_hv:
+                at95 = spent
+        elif pause:
+            paused[tid] = t
+        elif not stop:
+            heapq.heappush(running, (clock + 1, tid, t))
+    return {"at95": at95, "finished": set(finished), "spent": spent}
+
+
+def _frame(trials, data: Curves) -> pd.DataFrame:
+    return pd.DataFrame(
+        {
+            "accuracy": [data.accuracy[t][-1] for t in trials],
+            "size": [data.size[t] for t in trials],
+        }
+    )
+
+
+def _hv(trials, data: Curves, ref) -> float:
+    return hypervolume(_frame(trials, data), _OBJ, ref)
+
+
+@dataclasses.dataclass
+class Replay:
+    """What `replay` measured: one row per scheduler, and the setting it ran in."""
+
+    figures: pd.DataFrame  # index scheduler; compute_to_95pct, front_recall, total_compute
+    trials: int
+    budget: int
+    front: int
+    reference: dict[str, float]
+    orders: int
+    workers: int
+    eta: int
+    size_column: str
+
+    def key_values(self) -> str:
+        return " ".join(
+            f"{s}_{k}={v:.3f}" for s, row in self.figures.iterrows() for k, v in row.items()
+        )
+
+    def describe(self) -> str:
+        return (
+            f"{self.trials} trials x {self.budget} epochs, true front {self.front}, "
+            f"reference accuracy {self.reference['accuracy']:.4f}, {self.size_column} "
+            f"{self.reference['size']:.0f}; {self.orders} orders, {self.workers} workers, "
+            f"eta {self.eta}"
+        )
+
+
+def replay(
+    data: Curves,
+    schedulers=SCHEDULERS,
+    orders: int = 20,
+    workers: int = 2,
+    eta: int = 3,
+    seed: int = 0,
+) -> Replay:
+    """Replay each scheduler over `orders` random arrival orders of `data`'s trials."""
+    if len(data.accuracy) < 4 or data.budget < 2:
+        raise ValueError(
+            f"replay: needs at least 4 trials with full curves of 2+ epochs, "
+            f"got {len(data.accuracy)} of {data.budget}"
+        )
+    trials = data.trials
+    final = _frame(trials, data)
+    ref = {"accuracy": float(final["accuracy"].min()), "size": 1.1 * float(final["size"].max())}
+    front = {t for t, on in zip(trials, pareto_mask(final, _OBJ), strict=True) if on}
+    total = len(trials) * data.budget
+    rng = np.random.default_rng(seed)
+    arrivals = [list(rng.permutation(trials)) for _ in range(orders)]
+    rows = {}
+    for name in schedulers:
+        runs = [simulate(name, o, data, workers, eta, ref) for o in arrivals]
+        rows[name] = {
+            "compute_to_95pct": np.mean(
+                [(r["at95"] if r["at95"] is not None else total) / total for r in runs]
+            ),
+            "front_recall": np.mean([len(front & r["finished"]) / len(front) for r in runs]),
+            "total_compute": np.mean([r["spent"] / total for r in runs]),
+        }
+    figures = pd.DataFrame.from_dict(rows, orient="index").rename_axis("scheduler")
+    return Replay(
+        figures, len(trials), data.budget, len(front), ref, orders, workers, eta, data.size_column
+    )

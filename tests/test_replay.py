@@ -1,0 +1,92 @@
+"""The scheduler replay (explorer.analysis.replay) on hand-made learning curves."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from explorer.analysis import replay
+from explorer.analysis.report import scheduler_replay
+
+BUDGET = 9
+
+
+def curve(final: float, rate: float = 0.8) -> np.ndarray:
+    """A learning curve rising from 0.3 towards `final`, flattening as it goes."""
+    t = np.arange(1, BUDGET + 1)
+    return final - (final - 0.3) * np.exp(-rate * t)
+
+
+def sweep(networks: dict[str, tuple[float, float]], cut: dict[str, int] | None = None):
+    """Rows and curves of a sweep: trial -> (size, final accuracy); `cut` ends a
+    trial's curve early (a stopped trial)."""
+    rows, curves = [], []
+    for tid, (size, final) in networks.items():
+        epochs = (cut or {}).get(tid, BUDGET)
+        rows.append({"trial_id": tid, "status": "ok", "params": size})
+        acc = curve(final)[:epochs]
+        curves += [{"trial_id": tid, "epoch": e + 1, "accuracy": a} for e, a in enumerate(acc)]
+    return pd.DataFrame(rows), pd.DataFrame(curves)
+
+
+# Four small networks on the front, each less accurate than any large one would be
+# if it were good; one large network on the front; seven large ones that the small
+# ones dominate.
+SMALL = {f"s{i}": (10.0 * (i + 1), 0.70 + 0.02 * i) for i in range(4)}
+LARGE = {f"l{i}": (100.0 + 10 * i, 0.62 + 0.01 * i) for i in range(7)}
+NETWORKS = {**SMALL, **LARGE, "big": (200.0, 0.85)}
+
+
+def test_full_curves_keeps_only_trials_trained_to_the_end():
+    rows, curves = sweep(NETWORKS, cut={"l0": 3})
+    rows.loc[rows["trial_id"] == "l1", "status"] = "failed"
+    data = replay.full_curves(rows, curves)
+    assert data.budget == BUDGET
+    assert set(data.trials) == set(NETWORKS) - {"l0", "l1"}
+    assert data.size["big"] == 200.0 and len(data.accuracy["s0"]) == BUDGET
+
+
+def test_replay_grid_spends_everything_and_the_pareto_scheduler_keeps_the_front():
+    got = replay.replay(replay.full_curves(*sweep(NETWORKS)), orders=10, seed=3)
+    f = got.figures
+    assert got.front == 5 and got.trials == len(NETWORKS)
+    assert f.loc["grid", "total_compute"] == 1.0 and f.loc["grid", "front_recall"] == 1.0
+    assert 0 < f.loc["grid", "compute_to_95pct"] <= 1.0
+    # ours never throws away a network on the front, and spends less than the grid
+    assert f.loc["pareto", "front_recall"] == 1.0
+    assert f.loc["pareto", "total_compute"] < 1.0
+    # accuracy alone stops the small networks that belong on the front
+    assert f.loc["asha", "front_recall"] < 1.0
+    assert f.loc["asha", "total_compute"] < f.loc["pareto", "total_compute"]
+    line = got.key_values().split()
+    assert len(line) == 12 and line[0].startswith("grid_compute_to_95pct=")
+
+
+def test_moasha_ranks_by_non_dominated_sorting():
+    sizes = {"a": 10.0, "b": 20.0, "c": 30.0}
+    q = replay.Quota(BUDGET, 3, sizes)
+    assert not q.decide("c", 1, 0.9)  # too few at the rung to judge
+    assert not q.decide("b", 1, 0.5)
+    # all three are non-dominated (each smaller one is less accurate); the quota keeps
+    # 1 of 3, the front's most accurate (c), so a stops though it is on the front
+    assert q.decide("a", 1, 0.4)
+    asha = replay.Quota(BUDGET, 3, None)
+    for tid, acc in (("c", 0.9), ("b", 0.5)):
+        asha.decide(tid, 1, acc)
+    assert asha.decide("a", 1, 0.4)
+    assert not replay.Quota(BUDGET, 3, sizes).decide("a", 2, 0.1)  # not a rung
+
+
+def test_replay_needs_four_full_curves():
+    rows, curves = sweep(dict(list(NETWORKS.items())[:3]))
+    with pytest.raises(ValueError, match="at least 4 trials"):
+        replay.replay(replay.full_curves(rows, curves))
+
+
+def test_the_report_replays_a_sweep_with_curves_and_not_one_without():
+    rows, curves = sweep(NETWORKS)
+    said, table = scheduler_replay(rows, curves, {"accuracy": "max", "params": "min"})
+    assert said.startswith(f"{len(NETWORKS)} trials x {BUDGET} epochs, true front 5")
+    assert list(table["scheduler"]) == list(replay.SCHEDULERS)
+    assert scheduler_replay(rows, None, {"accuracy": "max", "params": "min"}) is None
+    one_epoch = curves[curves["epoch"] == 1]
+    assert scheduler_replay(rows, one_epoch, {"accuracy": "max", "params": "min"}) is None
