@@ -416,3 +416,19 @@ def test_hypervolume_in_three_objectives_is_the_brute_force_volume(seed):
     # the front alone spans the same volume; a dominated row adds nothing
     front = df[pareto_mask(df, objectives)]
     assert hypervolume(front, objectives, reference) == pytest.approx(want, rel=1e-12)
+
+
+def test_busy_seconds_is_the_union_of_training_intervals():
+    from explorer.analysis import busy_seconds, trial_seconds
+
+    end = pd.Timestamp("2026-01-01 00:00:00", tz="UTC")
+    rows = pd.DataFrame(
+        {  # two overlapping programs, then a day's gap (a resumed sweep), then one more
+            "wall_s": [100.0, 100.0, 30.0, np.nan],
+            "finished_at": [end, end + pd.Timedelta(seconds=50), end + pd.Timedelta(days=1), end],
+            "seeds_in_program": [2, 1, 1, 1],
+        }
+    )
+    assert busy_seconds(rows) == 150.0 + 30.0  # [-100, 0] u [-50, 50], then [.., +30]
+    assert trial_seconds(rows).tolist()[:3] == [50.0, 100.0, 30.0]
+    assert busy_seconds(rows.iloc[:0]) == 0.0
