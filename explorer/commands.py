@@ -194,6 +194,7 @@ def _save(folder: str, per_seed: list, records: list, spec, recipe, data, ds) ->
 # ---------------------------------------------------------------- sweep
 def cmd_sweep(args) -> int:
     from explorer import sweep
+    from explorer.analysis.pareto import trial_epochs
 
     space = spaces.load(args.space)
     out = Path(args.output) if args.output else sweep.default_output(space)
@@ -213,6 +214,9 @@ def cmd_sweep(args) -> int:
         f"\n{len(table)} rows in {out}/results.parquet: "
         + ", ".join(f"{n} {s}" for s, n in sorted(counts.items()))
     )
+    done, asked = trial_epochs(table)  # what a scheduler saved
+    if asked:
+        print(f"trial-epochs: {done:,} of {asked:,} ({done / asked:.0%} of the full grid's)")
     print(f"best by {next(iter(space.objectives))}:")
     print(console.format_table(console.best_rows(table, space.objectives)))
     failed = table[table["status"] == "failed"]

@@ -57,6 +57,15 @@ def trial_seconds(df: pd.DataFrame) -> pd.Series:
     return pd.to_numeric(df["wall_s"], errors="coerce").astype("float64") * program_share(df)
 
 
+def trial_epochs(df: pd.DataFrame) -> tuple[int, int]:
+    """Epochs trained, and epochs asked for (every trial to the end), skipped rows aside:
+    what an early-stopping scheduler saved."""
+    trained = df[df["status"] != "skipped"]
+    done = pd.to_numeric(trained["epochs_done"], errors="coerce").fillna(0).sum()
+    asked = pd.to_numeric(trained["epochs"], errors="coerce").fillna(0).sum()
+    return int(done), int(asked)
+
+
 def busy_seconds(df: pd.DataFrame) -> float:
     """Wall time during which at least one of the rows' programs was training: the
     union of their intervals (finished_at - wall_s, finished_at), so that a sweep

@@ -33,6 +33,7 @@ from explorer.analysis.pareto import (
     busy_seconds,
     ok_rows,
     pareto_front,
+    trial_epochs,
     trial_seconds,
     varied_metaparameters,
 )
@@ -121,15 +122,10 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
 
 
 def _trial_epochs(df: pd.DataFrame) -> str:
-    """Epochs trained against the full grid's (what a scheduler saved), skipped rows aside."""
-    trained = df[df["status"] != "skipped"]
-    done = pd.to_numeric(trained["epochs_done"], errors="coerce").fillna(0).sum()
-    asked = pd.to_numeric(trained["epochs"], errors="coerce").fillna(0).sum()
+    done, asked = trial_epochs(df)
     if not asked:
         return "-"
-    return (
-        f"{int(done):,} of {int(asked):,} ({done / asked:.0%} of training every trial to the end)"
-    )
+    return f"{done:,} of {asked:,} ({done / asked:.0%} of training every trial to the end)"
 
 
 def _fmt(col: str, value: float) -> str:
