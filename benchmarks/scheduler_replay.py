@@ -3,8 +3,9 @@
     python benchmarks/scheduler_replay.py experiments/pareto_search/broad_fire \
         [--orders 20] [--workers 2] [--eta 3] [--size bytes_int8]
 
-Grid (no stopping), ASHA on accuracy alone, a MOASHA-style quota and the
-Pareto-aware scheduler, each over `--orders` random arrival orders of a real
+Grid (no stopping), Ray Tune's ASHA on accuracy alone, Syne Tune's MOASHA (as
+it decides, and with its ranking quirk mended) and the Pareto-aware scheduler,
+each over `--orders` random arrival orders of a real
 full-budget sweep's trials (explorer.analysis.replay says how, and why the
 hypervolume's reference point is the grid's worst accuracy and 1.1x its largest
 size). Ends with one key=value line: for every scheduler S,

@@ -58,22 +58,39 @@ def test_replay_grid_spends_everything_and_the_pareto_scheduler_keeps_the_front(
     assert f.loc["asha", "front_recall"] < 1.0
     assert f.loc["asha", "total_compute"] < f.loc["pareto", "total_compute"]
     line = got.key_values().split()
-    assert len(line) == 12 and line[0].startswith("grid_compute_to_95pct=")
+    assert len(line) == 3 * len(replay.SCHEDULERS) and line[0].startswith("grid_compute_to_95pct=")
 
 
-def test_moasha_ranks_by_non_dominated_sorting():
+def test_moasha_decides_as_syne_tune():
+    """Decisions checked against syne-tune 0.16.0's MOASHA (metrics [-accuracy, size],
+    do_minimize), fed the same results."""
     sizes = {"a": 10.0, "b": 20.0, "c": 30.0}
-    q = replay.Quota(BUDGET, 3, sizes)
-    assert not q.decide("c", 1, 0.9)  # too few at the rung to judge
-    assert not q.decide("b", 1, 0.5)
-    # all three are non-dominated (each smaller one is less accurate); the quota keeps
-    # 1 of 3, the front's most accurate (c), so a stops though it is on the front
-    assert q.decide("a", 1, 0.4)
-    asha = replay.Quota(BUDGET, 3, None)
-    for tid, acc in (("c", 0.9), ("b", 0.5)):
-        asha.decide(tid, 1, acc)
+    q = replay.Moasha(BUDGET, 3, sizes)
+    assert not q.decide("c", 1, 0.9)  # the first result at a rung goes on
+    assert q.decide("b", 1, 0.5)  # from the second on it is judged: 1/2 > 1/3
+    # all three on one front; sorted [c, a, b] (epsilon-net over raw sizes), and the
+    # rank read is that of the index sorted last, b's (1): 1/3 is not > 1/3
+    assert not q.decide("a", 1, 0.4)
+    # a chain (more accurate is smaller): the new, best trial stops, since the
+    # index sorted last (the worst, the third to arrive) is 2, and 2/4 > 1/3 (sic)
+    chain = {0: 20, 1: 30, 2: 40, 3: 10}
+    decide = [(i, 1, acc) for i, acc in enumerate((0.8, 0.7, 0.6, 0.9))]
+    m = replay.Moasha(BUDGET, 3, chain)
+    assert [m.decide(*d) for d in decide] == [False, True, True, True]
+    # read at its own place (first of four), the best trial goes on
+    m = replay.Moasha(BUDGET, 3, chain, own_rank=True)
+    assert [m.decide(*d) for d in decide] == [False, True, True, False]
+    assert not replay.Moasha(BUDGET, 3, sizes).decide("a", 2, 0.1)  # not a rung
+
+
+def test_asha_is_ray_tunes_own():
+    asha = replay.RayAsha(BUDGET, 3)
+    assert not asha.decide("c", 1, 0.9)  # nothing recorded: no cutoff
+    assert asha.decide("b", 1, 0.5)  # below the 2/3 percentile of [0.9]
     assert asha.decide("a", 1, 0.4)
-    assert not replay.Quota(BUDGET, 3, sizes).decide("a", 2, 0.1)  # not a rung
+    assert not asha.decide("d", 1, 0.9)  # above the cutoff of [0.9, 0.5, 0.4], 0.63
+    assert not asha.decide("c", 2, 0.1)  # not a rung
+    assert not asha.decide("c", BUDGET, 0.1)  # finished
 
 
 def test_replay_needs_four_full_curves():
