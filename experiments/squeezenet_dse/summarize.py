@@ -81,9 +81,14 @@ def cost(df: pd.DataFrame, curves: pd.DataFrame) -> str:
         f"{len(ok)} ok rows ({programs} trials, {k} seed(s) per program), "
         f"{hours:.2f} trial-hours in {wall:.2f} hours of wall time; ran on {devices} ({hosts})"
     )
-    data = replay.full_curves(ok, curves) if len(curves) else None
-    if data is None or len(data.accuracy) < 4:
-        return said + ". No replay: fewer than 4 trials with learning curves"
+    if not len(curves):
+        return (
+            said
+            + ". No replay: its learning curves were not recorded (run before sweeps kept them)"
+        )
+    data = replay.full_curves(ok, curves)
+    if len(data.accuracy) < 4:
+        return said + ". No replay: fewer than 4 trials with full learning curves"
     got = replay.replay(data).figures
     return said + (
         f". Replayed on its curves (accuracy against params), the Pareto-aware scheduler "
