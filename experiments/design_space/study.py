@@ -17,10 +17,16 @@ whose networks are more accurate *for their size* has negative residuals. The
 KS statistic of a metaparameter is the largest over its pairs of levels, its
 p-value Bonferroni-corrected for the number of pairs; the ranking is by that
 statistic. Writes edfs.png beside this file.
+
+Then the same front after Deep Compression: `compress_front.sh` compresses each
+architecture on the int8 front (its kept seed) to 50% sparsity and 4 bits, and
+this script compares the front of the compressed files with the int8 front
+(front_compressed.png). `study.py --front-trials` prints the trials it compresses.
 """
 
 from __future__ import annotations
 
+import json
 import sys
 from pathlib import Path
 
@@ -28,7 +34,7 @@ import numpy as np
 import pandas as pd
 
 from explorer import results
-from explorer.analysis import aggregate_seeds, stats
+from explorer.analysis import aggregate_seeds, pareto_mask, stats
 from explorer.analysis.edf import edf
 
 HERE = Path(__file__).resolve().parent
@@ -102,7 +108,108 @@ def figure(agg: pd.DataFrame, path: Path) -> None:
     fig.savefig(path, dpi=100)
 
 
+def by_point(sweep: Path) -> pd.DataFrame:
+    """One row per point of the sweep (an architecture): its seeds' mean accuracy."""
+    rows = results.load(sweep)
+    ok = rows[rows["status"] == "ok"]
+    return ok.groupby("point").agg(
+        accuracy=("accuracy", "mean"), **{SIZE: (SIZE, "first")}, params=("params", "first")
+    )
+
+
+def front_trials(sweep: Path) -> list[str]:
+    """A kept trial of each architecture on the front of seed-averaged accuracy
+    against int8 bytes (the sweep keeps the front's weights)."""
+    points = by_point(sweep)
+    on = points[pareto_mask(points, {"accuracy": "max", SIZE: "min"})]
+    kept = json.loads((sweep / "checkpoints.json").read_text())
+    rows = results.load(sweep)
+    out = []
+    for point in on.index:
+        tids = sorted(t for t in rows.loc[rows["point"] == point, "trial_id"] if t in kept)
+        out += tids[:1]
+    return out
+
+
+def compressed(sweep: Path) -> pd.DataFrame | None:
+    """The compressed files of compress_front.sh, each beside its architecture's int8 row."""
+    files = sorted((HERE / "compressed").glob("*.json"))
+    if not files:
+        return None
+    got = pd.DataFrame([json.loads(f.read_text()) for f in files])
+    got["trial_id"] = [Path(p).name.split("-sp")[0] for p in got["path"]]
+    point = results.load(sweep).set_index("trial_id")["point"]
+    got["point"] = [point[t] for t in got["trial_id"]]
+    return got.merge(by_point(sweep).reset_index(), on="point")
+
+
+def compressed_section(agg: pd.DataFrame, sweep: Path) -> list[str]:
+    got = compressed(sweep)
+    if got is None:
+        return ["(no compressed files yet: experiments/design_space/compress_front.sh)"]
+    both = pd.concat(
+        [
+            pd.DataFrame({"bytes": agg[SIZE], "accuracy": agg["accuracy"], "form": "int8"}),
+            pd.DataFrame(
+                {"bytes": got["bytes_compressed"], "accuracy": got["compressed_accuracy"],
+                 "form": "compressed"}
+            ),
+        ],
+        ignore_index=True,
+    )  # fmt: skip
+    on = both[pareto_mask(both, {"accuracy": "max", "bytes": "min"})]
+    out = [
+        "| architecture | params | int8 bytes | top-1 % (seeds averaged) | compressed bytes "
+        "| compressed top-1 % | x smaller than int8 |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for _, r in got.sort_values(SIZE).iterrows():
+        out.append(
+            f"| {r['trial_id']} | {int(r['params']):,} | {int(r[SIZE]):,} | "
+            f"{100 * r['accuracy']:.2f} | {int(r['bytes_compressed']):,} | "
+            f"{100 * r['compressed_accuracy']:.2f} | {r[SIZE] / r['bytes_compressed']:.1f} |"
+        )
+    out += [
+        "",
+        f"Joint front of the {len(agg)} int8 networks and the {len(got)} compressed files: "
+        f"{(on['form'] == 'compressed').sum()} compressed, {(on['form'] == 'int8').sum()} int8.",
+        "",
+        "![front after Deep Compression](front_compressed.png)",
+    ]
+    _front_figure(agg, got, HERE / "front_compressed.png")
+    return out
+
+
+def _front_figure(agg: pd.DataFrame, got: pd.DataFrame, path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    ax.scatter(agg[SIZE], agg["accuracy"], s=14, color="0.6", label="every architecture, int8")
+    for x, y, label, style in (
+        (SIZE, "accuracy", "the int8 front", "o-"),
+        ("bytes_compressed", "compressed_accuracy", "the same, Deep Compression 50%, 4 bits", "s-"),
+    ):
+        pts = got.sort_values(x)
+        ax.plot(pts[x], pts[y], style, label=label)
+    for _, r in got.iterrows():
+        ax.plot([r[SIZE], r["bytes_compressed"]], [r["accuracy"], r["compressed_accuracy"]],
+                ":", color="0.5", lw=0.8)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlabel("bytes")
+    ax.set_ylabel("test top-1 (seeds averaged; compressed: one seed's file)")
+    ax.set_title("The broad Fire front before and after Deep Compression (Fashion-MNIST)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv: list[str]) -> int:
+    if argv[:1] == ["--front-trials"]:
+        print(" ".join(front_trials(Path(argv[1]) if len(argv) > 1 else SWEEP)))
+        return 0
     sweep = Path(argv[0]) if argv else SWEEP
     agg = models(sweep)
     slope, intercept = agg.attrs["fit"]
@@ -117,7 +224,8 @@ def main(argv: list[str]) -> int:
         cells = [f"{r[c]:.2f}" if c.startswith("KS") else f"{r[c]:.3g}" if c.startswith("p ")
                  else str(r[c]) for c in cols]  # fmt: skip
         print("| " + " | ".join(cells) + " |")
-    print("\n![EDFs](edfs.png)")
+    print("\n![EDFs](edfs.png)\n\n## The front after Deep Compression\n")
+    print("\n".join(compressed_section(agg, sweep)))
     return 0
 
 
