@@ -35,16 +35,18 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args()
     folder = Path(args.sweep)
-    data = replay.full_curves(results.load(folder), results.load_curves(folder), args.size)
-    if len(data.accuracy) < 4:
-        sys.exit(f"{args.sweep}: {len(data.accuracy)} trials with full curves; need at least 4")
-    got = replay.replay(
-        data, orders=args.orders, workers=args.workers, eta=args.eta, seed=args.seed
-    )
+    try:
+        data = replay.full_curves(results.load(folder), results.load_curves(folder), args.size)
+        got = replay.replay(
+            data, orders=args.orders, workers=args.workers, eta=args.eta, seed=args.seed
+        )
+    except (results.ResultsError, ValueError) as e:
+        print(f"scheduler_replay: {args.sweep}: {e}", file=sys.stderr)
+        sys.exit(2)
     print(f"{args.sweep}: {got.describe()}")
     for name, r in got.figures.iterrows():
         print(
-            f"{name:>7}: {replay.TARGET:.0%} of the grid's hypervolume at "
+            f"{name:>15}: {replay.TARGET:.0%} of the grid's hypervolume at "
             f"{r['compute_to_95pct']:.2f} of its compute, front recall "
             f"{r['front_recall']:.2f}, compute spent {r['total_compute']:.2f}"
         )

@@ -216,7 +216,9 @@ def cmd_sweep(args) -> int:
     )
     done, asked = trial_epochs(table)  # what a scheduler saved
     if asked:
-        print(f"trial-epochs: {done:,} of {asked:,} ({done / asked:.0%} of the full grid's)")
+        print(
+            f"trial-epochs: {done:,} of {asked:,} ({done / asked:.0%} of training all to the end)"
+        )
     print(f"best by {next(iter(space.objectives))}:")
     print(console.format_table(console.best_rows(table, space.objectives)))
     failed = table[table["status"] == "failed"]

@@ -37,6 +37,17 @@ CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 LEARNED = ("accuracy", "compressed_accuracy", "int8_accuracy", "top5")
 
 
+def rungs(max_t: int, grace: int = 1, eta: int = 3) -> list[int]:
+    """The epochs at which trials are judged: grace, grace*eta, ... below max_t."""
+    if int(eta) != eta or eta < 2 or int(grace) != grace or grace < 1:
+        raise ValueError(f"rungs: expected integers grace >= 1 and eta >= 2, got {grace}, {eta}")
+    out, t = [], grace
+    while t < max_t:
+        out.append(t)
+        t *= eta
+    return out
+
+
 @dataclasses.dataclass
 class Seen:
     """A network's known objectives (minimised) and its learned value at some epoch."""
@@ -67,11 +78,7 @@ class ParetoRungs:
         self.stopped: set[str] = set()
         self.sign = 1.0 if objectives[learned] == "max" else -1.0  # learned, maximised
         self.known = {k: d for k, d in objectives.items() if k != learned}
-        self.rungs = []
-        t = grace
-        while t < max_t:
-            self.rungs.append(t)
-            t *= eta
+        self.rungs = rungs(max_t, grace, eta)
         self.finished: dict[str, Seen] = {}
         self.at_rung: dict[int, dict[str, Seen]] = {r: {} for r in self.rungs}
         self.curves: dict[str, dict[int, float]] = {}
@@ -222,15 +229,17 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             self.promote += [t for t in promote if t not in self.promote]
 
         def choose_trial_to_run(self, tune_controller):
-            trials = tune_controller.get_trials()
-            for trial in trials:
-                if trial.status == Trial.PENDING:
-                    return trial
+            # promoted trials first: they may still reach the front, and their final
+            # values let the scheduler judge the rest sooner
             for tid in list(self.promote):
                 trial = self.trials.get(tid)
                 self.promote.remove(tid)
                 if trial is not None and trial.status == Trial.PAUSED:
                     self.rungs.promoted(tid)
+                    return trial
+            trials = tune_controller.get_trials()
+            for trial in trials:
+                if trial.status == Trial.PENDING:
                     return trial
             if self.rungs.paused and not any(t.status == Trial.RUNNING for t in trials):
                 tid = self.rungs.unblock()  # never leave the sweep waiting on itself

@@ -431,4 +431,5 @@ def test_busy_seconds_is_the_union_of_training_intervals():
     )
     assert busy_seconds(rows) == 150.0 + 30.0  # [-100, 0] u [-50, 50], then [.., +30]
     assert trial_seconds(rows).tolist()[:3] == [50.0, 100.0, 30.0]
-    assert busy_seconds(rows.iloc[:0]) == 0.0
+    assert math.isnan(busy_seconds(rows.iloc[:0]))  # unknown, not zero
+    assert math.isnan(busy_seconds(rows.drop(columns="finished_at")))

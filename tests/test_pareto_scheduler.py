@@ -137,3 +137,8 @@ def test_a_live_sweep_with_the_pareto_scheduler(tiny_space, tmp_path):
     # a stopped network is dominated by a finished one no larger
     for _, r in stopped.iterrows():
         assert ((ok["params"] <= r["params"]) & (ok["accuracy"] > r["accuracy"])).any()
+
+
+def test_rungs_need_eta_of_two_or_more():
+    with pytest.raises(ValueError, match="eta >= 2"):
+        ParetoRungs(OBJ, max_t=9, eta=1)  # would never leave its first rung

@@ -3,6 +3,8 @@
 import numpy as np
 import pandas as pd
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from explorer.analysis import replay
 from explorer.analysis.report import scheduler_replay
@@ -107,3 +109,81 @@ def test_the_report_replays_a_sweep_with_curves_and_not_one_without():
     assert scheduler_replay(rows, None, {"accuracy": "max", "params": "min"}) is None
     one_epoch = curves[curves["epoch"] == 1]
     assert scheduler_replay(rows, one_epoch, {"accuracy": "max", "params": "min"}) is None
+
+
+def test_a_paused_trial_is_promoted_when_its_rival_ends_worse_and_resumes_where_it_paused():
+    # a: small, ahead at the first rung, then it diverges; b: large, behind at the rung
+    t = np.arange(1, BUDGET + 1)
+    a = 0.5 - 0.04 * (t - 1)
+    b = 0.3 + 0.05 * (t - 1)
+    networks = {"a": (10.0, a), "b": (20.0, b), "c": (5.0, 0.2 + 0 * t), "d": (6.0, 0.21 + 0 * t)}
+    rows = pd.DataFrame(
+        [{"trial_id": k, "status": "ok", "params": v[0]} for k, v in networks.items()]
+    )
+    curves = pd.DataFrame(
+        [
+            {"trial_id": k, "epoch": e + 1, "accuracy": acc}
+            for k, (_, c) in networks.items()
+            for e, acc in enumerate(c)
+        ]
+    )
+    data = replay.full_curves(rows, curves)
+    ref = replay.Reference(np.array([-0.2, 22.0]))
+    ref.grid = ref.hv(data.trials, data)
+    trace = []
+    out = replay.simulate("pareto", ["a", "b", "c", "d"], data, 2, 3, ref, trace=trace)
+    b_epochs = [(time, e, said) for time, tid, e, said in trace if tid == "b"]
+    assert b_epochs[0][1:] == (1, "pause")  # dominated at the rung by a, still training
+    assert [e for _, e, _ in b_epochs] == list(range(1, BUDGET + 1))  # then resumed, no repeat
+    assert b_epochs[1][0] > b_epochs[0][0] + 1  # after a wait
+    assert "b" in out["finished"] and out["spent"] == len(trace)
+
+
+@settings(max_examples=25, deadline=None)
+@given(st.integers(0, 10_000), st.integers(1, 3))
+def test_every_trial_trains_its_epochs_in_order_once_whatever_the_scheduler(seed, workers):
+    rng = np.random.default_rng(seed)
+    n = 9
+    sizes = rng.choice([10.0, 20.0, 40.0], n)  # ties
+    rows = pd.DataFrame({"trial_id": [f"t{i}" for i in range(n)], "status": "ok", "params": sizes})
+    curves = pd.DataFrame(  # noisy, non-monotone curves
+        [
+            {"trial_id": f"t{i}", "epoch": e, "accuracy": float(rng.uniform(0.1, 0.9))}
+            for i in range(n)
+            for e in range(1, BUDGET + 1)
+        ]
+    )
+    data = replay.full_curves(rows, curves)
+    ref = replay.Reference(np.array([-0.0, 50.0]))
+    ref.grid = ref.hv(data.trials, data)
+    order = list(rng.permutation(data.trials))
+    for name in replay.SCHEDULERS:
+        trace = []
+        out = replay.simulate(name, order, data, workers, 3, ref, trace=trace)
+        epochs = {}
+        for _, tid, e, _ in trace:
+            epochs.setdefault(tid, []).append(e)
+        for tid, es in epochs.items():
+            assert es == list(range(1, len(es) + 1)), (name, tid, es)
+        assert out["finished"] == {t for t, es in epochs.items() if es[-1] == BUDGET}
+        assert out["spent"] == len(trace) <= n * BUDGET
+        if name == "grid":
+            assert out["spent"] == n * BUDGET
+        times = [time for time, *_ in trace]
+        assert times == sorted(times)
+        busy = {}
+        for time, *_ in trace:
+            busy[time] = busy.get(time, 0) + 1
+        assert max(busy.values()) <= workers  # no worker trains two epochs in one step
+
+
+def test_full_curves_leaves_out_diverged_trials_and_unknown_sizes():
+    rows, curves = sweep(NETWORKS)
+    curves.loc[(curves["trial_id"] == "l2") & (curves["epoch"] == 4), "accuracy"] = np.nan
+    rows.loc[rows["trial_id"] == "l3", "params"] = np.nan
+    data = replay.full_curves(rows, curves)
+    assert "l2" not in data.trials and "l3" not in data.trials and "l4" in data.trials
+    with pytest.raises(ValueError, match="size: expected a column"):
+        replay.full_curves(rows, curves, "bytes_int9")
+    assert replay.size_column({"accuracy": "max", "bytes_int8": "min"}) == "bytes_int8"
+    assert replay.size_column({"accuracy": "max", "top5": "max"}) == "params"

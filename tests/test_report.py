@@ -606,3 +606,28 @@ def test_notebook_runs_on_the_shipped_real_table(monkeypatch):
         "mean accuracy 56.29%, this seed 59.40%; 67,440 bytes int8)" in text
     )
     assert "explorer export . --trial quickstart-p0004-s0 --out quickstart-p0004-s0.onnx" in text
+
+
+def test_report_replays_early_stopping_on_the_sweeps_own_curves(grid, tmp_path):
+    from explorer.analysis.report import REPLAY_TITLE
+
+    ok = grid[grid["status"] == "ok"]
+    curves = pd.DataFrame(  # 9 epochs each, rising towards the row's accuracy
+        [
+            {"trial_id": r["trial_id"], "seed": r["seed"], "epoch": e,
+             "accuracy": r["accuracy"] * (1 - 0.5 * np.exp(-e))}
+            for _, r in ok.iterrows()
+            for e in range(1, 10)
+        ]
+    )  # fmt: skip
+    out = write_report(ok, tmp_path / "replayed", curves=curves)
+    md = out["report.md"].read_text(encoding="utf-8")
+    assert f"## {REPLAY_TITLE}" in md and f"({len(ok)} trials x 9 epochs" in md
+    for name in ("grid", "asha", "moasha", "moasha_own_rank", "pareto"):
+        assert f"\n| {name} | " in md
+    assert "| grid | " in md and "| 1.00 | 1.00 |" in md  # the grid trains all of it
+    page = out["report.html"].read_text(encoding="utf-8")
+    assert REPLAY_TITLE.replace("'", "&#x27;") in page
+    # a sweep in which a scheduler stopped trials: its survivors' curves would flatter
+    stopped = write_report(grid, tmp_path / "stopped", curves=curves)
+    assert REPLAY_TITLE not in stopped["report.md"].read_text(encoding="utf-8")

@@ -122,7 +122,11 @@ def front_trials(sweep: Path) -> list[str]:
     against int8 bytes (the sweep keeps the front's weights)."""
     points = by_point(sweep)
     on = points[pareto_mask(points, {"accuracy": "max", SIZE: "min"})]
-    kept = json.loads((sweep / "checkpoints.json").read_text())
+    index = sweep / "checkpoints.json"
+    if not index.is_file():
+        print(f"{index}: not found; the sweep keeps its front's weights there", file=sys.stderr)
+        sys.exit(2)
+    kept = json.loads(index.read_text())
     rows = results.load(sweep)
     out = []
     for point in on.index:
@@ -137,7 +141,7 @@ def compressed(sweep: Path) -> pd.DataFrame | None:
     if not files:
         return None
     got = pd.DataFrame([json.loads(f.read_text()) for f in files])
-    got["trial_id"] = [Path(p).name.split("-sp")[0] for p in got["path"]]
+    got["trial_id"] = [Path(p).name.rsplit("-sp", 1)[0] for p in got["path"]]
     point = results.load(sweep).set_index("trial_id")["point"]
     got["point"] = [point[t] for t in got["trial_id"]]
     return got.merge(by_point(sweep).reset_index(), on="point")

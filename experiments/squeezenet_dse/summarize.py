@@ -87,9 +87,9 @@ def cost(df: pd.DataFrame, curves: pd.DataFrame) -> str:
             + ". No replay: its learning curves were not recorded (run before sweeps kept them)"
         )
     data = replay.full_curves(ok, curves)
-    if len(data.accuracy) < 4:
+    if len(data.accuracy) < 4 or data.budget < 2:
         return said + ". No replay: fewer than 4 trials with full learning curves"
-    got = replay.replay(data).figures
+    got = replay.replay(data, schedulers=("asha", "pareto")).figures
     return said + (
         f". Replayed on its curves (accuracy against params), the Pareto-aware scheduler "
         f"would have spent {got.loc['pareto', 'total_compute']:.0%} of these trial-epochs "

@@ -70,13 +70,17 @@ def busy_seconds(df: pd.DataFrame) -> float:
     """Wall time during which at least one of the rows' programs was training: the
     union of their intervals (finished_at - wall_s, finished_at), so that a sweep
     resumed days later is not charged the days between."""
-    wall = pd.to_numeric(df.get("wall_s"), errors="coerce")
-    end = pd.to_datetime(df.get("finished_at"), errors="coerce", utc=True)
+    if "wall_s" not in df or "finished_at" not in df:
+        return float("nan")
+    wall = pd.to_numeric(df["wall_s"], errors="coerce")
+    end = pd.to_datetime(df["finished_at"], errors="coerce", utc=True)
     spans = sorted(
         (e.timestamp() - w, e.timestamp())
         for w, e in zip(wall, end, strict=True)
         if pd.notna(w) and pd.notna(e)
     )
+    if not spans:
+        return float("nan")  # not known, rather than none
     total, reach = 0.0, -np.inf
     for start, stop in spans:
         total += max(0.0, stop - max(start, reach))

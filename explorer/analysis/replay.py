@@ -24,19 +24,22 @@ promoting as it does live).
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import heapq
+import itertools
 import types
 
 import moocore
 import numpy as np
 import pandas as pd
 
-from explorer.analysis.pareto import hypervolume, pareto_mask
-from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs
+from explorer.analysis.pareto import pareto_mask
+from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs, rungs
 
 SCHEDULERS = ("grid", "asha", "moasha", "moasha_own_rank", "pareto")
-KNOWN_SIZES = ("bytes_int8", "bytes_compressed", "bytes_f32", "params", "flops")
+# size objectives computed from the architecture, in the order the replay prefers
+SIZES = ("bytes_int8", "bytes_f32", "params", "flops")
 TARGET = 0.95  # of the full grid's hypervolume
 _OBJ = {"accuracy": "max", "size": "min"}
 
@@ -57,29 +60,25 @@ class Curves:
 
 def size_column(objectives: dict[str, str]) -> str:
     """The replay's size axis: the sweep's first objective known before training."""
-    return next((c for c in objectives if c in KNOWN_SIZES), "params")
+    return next((c for c in objectives if c in SIZES), "params")
 
 
 def full_curves(rows: pd.DataFrame, curves: pd.DataFrame, size: str = "params") -> Curves:
-    """The ok trials whose curves reach the sweep's full budget, every epoch recorded."""
+    """The ok trials whose curves reach the sweep's full budget, every epoch recorded
+    and finite (a diverged trial is left out), and whose size is known."""
+    if size not in rows:
+        raise ValueError(f"size: expected a column of the rows such as {', '.join(SIZES)}")
     ok = rows[rows["status"] == "ok"].set_index("trial_id")
     curves = curves[curves["trial_id"].isin(ok.index)]
     budget = int(curves["epoch"].max()) if len(curves) else 0
     acc, sizes = {}, {}
     for tid, c in curves.groupby("trial_id"):
         c = c.sort_values("epoch")
-        if int(c["epoch"].max()) == budget and len(c) == budget:
-            acc[tid] = c["accuracy"].to_numpy(float)
-            sizes[tid] = float(ok.loc[tid, size])
+        curve, known = c["accuracy"].to_numpy(float), float(ok.loc[tid, size])
+        if len(c) == budget and int(c["epoch"].max()) == budget and np.isfinite(curve).all():
+            if np.isfinite(known):
+                acc[tid], sizes[tid] = curve, known
     return Curves(acc, sizes, budget, size)
-
-
-def rungs_of(budget: int, eta: int, grace: int = 1) -> list[int]:
-    out, t = [], grace
-    while t < budget:
-        out.append(t)
-        t *= eta
-    return out
 
 
 class RayAsha:
@@ -110,8 +109,8 @@ class RayAsha:
 class Moasha:
     """Syne Tune's MOASHA (0.16.0, default NonDominatedPriority, metrics [-accuracy,
     size] minimised) as it decides, re-implemented: checked against the installed
-    package on 1,329 decisions of random interleavings with ties, none differing
-    (docs/performance.md).
+    package on 1,346 decisions (hand-made rungs and random interleavings with ties), none differing
+    (benchmarks/moasha_check.py).
 
     Its rule (syne_tune/optimizer/schedulers/asha.py, Bracket.on_result): the first
     result at a rung goes on; otherwise, the new result last among the n recorded
@@ -124,7 +123,7 @@ class Moasha:
     """
 
     def __init__(self, budget: int, eta: int, sizes: dict, own_rank: bool = False):
-        self.rungs, self.eta, self.sizes = set(rungs_of(budget, eta)), eta, sizes
+        self.rungs, self.eta, self.sizes = set(rungs(budget, 1, eta)), eta, sizes
         self.own_rank = own_rank
         self.seen: dict[int, list[tuple[str, float]]] = {r: [] for r in self.rungs}
 
@@ -162,78 +161,98 @@ def _nondominated_sort(x: np.ndarray) -> list[int]:
 
 
 def _epsilon_net_ranks(x: np.ndarray) -> np.ndarray:
-    order = [int(np.argmin(x[:, 0]))]
-    left = [i for i in range(len(x)) if i != order[0]]
-    while left:
-        d = np.linalg.norm(x[left][:, None, :] - x[order][None, :, :], axis=-1).min(-1)
-        order.append(left.pop(int(d.argmax())))
+    """Each point's place in Syne Tune's epsilon-net order: from the lowest first
+    column, each next the point farthest from those chosen (ties: the lowest index)."""
+    first = int(np.argmin(x[:, 0]))
+    order, dmin = [first], np.linalg.norm(x - x[first], axis=1)
+    dmin[first] = -np.inf
+    for _ in range(len(x) - 1):
+        i = int(np.argmax(dmin))
+        order.append(i)
+        dmin = np.minimum(dmin, np.linalg.norm(x - x[i], axis=1))
+        dmin[order] = -np.inf
     ranks = np.empty(len(order), int)
     ranks[order] = np.arange(len(order))
     return ranks
 
 
-def simulate(name: str, order: list[str], data: Curves, workers: int, eta: int, ref) -> dict:
-    """One arrival order: compute spent when the HV first reaches the target, what
-    finished, and the compute spent in all."""
+def simulate(
+    name: str, order: list[str], data: Curves, workers: int, eta: int, ref, trace=None
+) -> dict:
+    """One arrival order: compute spent when the hypervolume first reaches TARGET of
+    the grid's (`ref`: Reference), what finished, and the compute spent in all.
+
+    Each worker trains one epoch per time step; a trial that starts when a worker
+    frees at time `now` reports its first epoch at now + 1. The Pareto-aware
+    scheduler is driven as it is live: its paused trials are reviewed whenever a
+    trial stops or finishes, and promoted ones resume first, where they paused.
+    `trace`, a list, receives (time, trial, epoch, decision) for every epoch."""
     acc, sizes, budget = data.accuracy, data.size, data.budget
-    grid_hv = _hv(data.trials, data, ref)
     if name == "pareto":
-        rungs = ParetoRungs(_OBJ, budget, grace=1, eta=eta)
+        judge = ParetoRungs(_OBJ, budget, grace=1, eta=eta)
     elif name == "asha":
         quota = RayAsha(budget, eta)
     elif name in ("moasha", "moasha_own_rank"):
         quota = Moasha(budget, eta, sizes, own_rank=name == "moasha_own_rank")
     elif name != "grid":
         raise ValueError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
-    queue, running, spent, finished, at95 = [(t, 0) for t in order], [], 0, [], None
-    clock, paused = 0, {}  # paused trial -> epochs done (it resumes from its checkpoint)
+    queue = collections.deque((t, 0) for t in order)  # (trial, epochs done)
+    running: list[tuple[int, int, str, int]] = []  # (time its epoch ends, seq, trial, done)
+    paused: dict[str, int] = {}  # paused trial -> epochs done (resumes from its checkpoint)
+    spent, finished, at95, now, seq = 0, [], None, 0, itertools.count()
     while queue or running or paused:
         if not queue and not running:  # only paused trials left: resume the most hopeful
-            tid = rungs.unblock()
+            tid = judge.unblock()
             queue.append((tid, paused.pop(tid)))
-        while queue and len(running) < workers:  # (time, trial, epochs done)
-            tid, done = queue.pop(0)
-            heapq.heappush(running, (clock, tid, done))
-        clock, tid, done = heapq.heappop(running)
+        while queue and len(running) < workers:
+            tid, done = queue.popleft()
+            heapq.heappush(running, (now + 1, next(seq), tid, done))
+        now, _, tid, done = heapq.heappop(running)
         t = done + 1
         spent += 1
         value = acc[tid][t - 1]
         stop = pause = False
         if name == "pareto":
-            said = rungs.on_result(tid, t, {"accuracy": value, "size": sizes[tid]})
+            said = judge.on_result(tid, t, {"accuracy": value, "size": sizes[tid]})
             stop, pause = said == STOP, said == PAUSE
         elif name != "grid":
             stop = quota.decide(tid, t, value)
+        if trace is not None:
+            trace.append((now, tid, t, "stop" if stop else "pause" if pause else "go"))
         if t == budget:
-            if name == "pareto":
-                rungs.on_complete(tid, {"epoch": t, "accuracy": value, "size": sizes[tid]})
-                stopped, promote = rungs.review()
-                for p in stopped:
-                    paused.pop(p)
-                for p in promote:  # promoted trials go first, from where they paused
-                    rungs.promoted(p)
-                    queue.insert(0, (p, paused.pop(p)))
             finished.append(tid)
-            if at95 is None and _hv(finished, data, ref) >= TARGET * grid_hv:
+            if at95 is None and ref.hv(finished, data) >= TARGET * ref.grid:
                 at95 = spent
         elif pause:
             paused[tid] = t
         elif not stop:
-            heapq.heappush(running, (clock + 1, tid, t))
+            heapq.heappush(running, (now + 1, next(seq), tid, t))
+        if name == "pareto" and (t == budget or stop):
+            if t == budget:
+                judge.on_complete(tid, {"epoch": t, "accuracy": value, "size": sizes[tid]})
+            else:
+                judge.on_complete(tid, {"epoch": t})  # stopped: no longer a rival
+            stopped, promote = judge.review()
+            for p in stopped:
+                paused.pop(p)
+            for p in promote:
+                judge.promoted(p)
+            queue.extendleft((p, paused.pop(p)) for p in reversed(promote))
     return {"at95": at95, "finished": set(finished), "spent": spent}
 
 
-def _frame(trials, data: Curves) -> pd.DataFrame:
-    return pd.DataFrame(
-        {
-            "accuracy": [data.accuracy[t][-1] for t in trials],
-            "size": [data.size[t] for t in trials],
-        }
-    )
+@dataclasses.dataclass
+class Reference:
+    """The hypervolume's reference point (minimised: -accuracy, size) and the grid's
+    hypervolume against it."""
 
+    point: np.ndarray
+    grid: float = 0.0
 
-def _hv(trials, data: Curves, ref) -> float:
-    return hypervolume(_frame(trials, data), _OBJ, ref)
+    def hv(self, trials, data: Curves) -> float:
+        x = np.array([[-data.accuracy[t][-1], data.size[t]] for t in trials])
+        x = x[(x < self.point).all(axis=1)]  # only networks better than the reference count
+        return float(moocore.hypervolume(x, ref=self.point)) if len(x) else 0.0
 
 
 @dataclasses.dataclass
@@ -278,9 +297,16 @@ def replay(
             f"replay: needs at least 4 trials with full curves of 2+ epochs, "
             f"got {len(data.accuracy)} of {data.budget}"
         )
+    if orders < 1 or workers < 1:
+        raise ValueError(f"replay: orders and workers must be 1 or more, got {orders}, {workers}")
+    rungs(data.budget, 1, eta)  # checks eta
     trials = data.trials
-    final = _frame(trials, data)
-    ref = {"accuracy": float(final["accuracy"].min()), "size": 1.1 * float(final["size"].max())}
+    final = pd.DataFrame(
+        {"accuracy": [data.accuracy[t][-1] for t in trials], "size": [data.size[t] for t in trials]}
+    )
+    worst, largest = float(final["accuracy"].min()), 1.1 * float(final["size"].max())
+    ref = Reference(np.array([-worst, largest]))
+    ref.grid = ref.hv(trials, data)
     front = {t for t, on in zip(trials, pareto_mask(final, _OBJ), strict=True) if on}
     total = len(trials) * data.budget
     rng = np.random.default_rng(seed)
@@ -296,6 +322,8 @@ def replay(
             "total_compute": np.mean([r["spent"] / total for r in runs]),
         }
     figures = pd.DataFrame.from_dict(rows, orient="index").rename_axis("scheduler")
+    reference = {"accuracy": worst, "size": largest}
     return Replay(
-        figures, len(trials), data.budget, len(front), ref, orders, workers, eta, data.size_column
-    )
+        figures, len(trials), data.budget, len(front), reference, orders, workers, eta,
+        data.size_column,
+    )  # fmt: skip

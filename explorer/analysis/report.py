@@ -55,6 +55,9 @@ REPLAY_HINT = (
     "Each scheduler replayed over random arrival orders of the trials trained to the "
     "full budget; compute as a fraction of training all of them to the end"
 )
+# The replay's cost grows with trials x orders (MOASHA's ranking with the square of
+# the trials at a rung): a report bounds it.
+MAX_REPLAYED, REPLAY_ORDERS = 400, 10
 _PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
@@ -115,10 +118,14 @@ def summary(df: pd.DataFrame) -> list[tuple[str, str]]:
             f"{best['accuracy']:.2%} ({best['trial_id']}" + (f"; {where}" if where else "") + ")",
         ),
         ("total trial-hours", "-" if wall is None else f"{wall.sum() / 3600:.2f}"),
-        ("wall time training", f"{busy_seconds(df) / 3600:.2f} hours"),
+        ("wall time training", _hours(busy_seconds(df))),
         ("trial-epochs", _trial_epochs(df)),
         ("devices", _uniques(df, "device")),
     ]
+
+
+def _hours(seconds: float) -> str:
+    return "-" if pd.isna(seconds) else f"{seconds / 3600:.2f} hours"
 
 
 def _trial_epochs(df: pd.DataFrame) -> str:
@@ -279,20 +286,29 @@ def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
 
 def scheduler_replay(
     df: pd.DataFrame, curves: pd.DataFrame | None, objectives: dict[str, Direction]
-) -> tuple[str, pd.DataFrame] | None:
+) -> tuple[str, pd.DataFrame | None] | None:
     """What early stopping would have saved on this sweep: each scheduler replayed
-    over the curves of its trials trained to the full budget (analysis.replay).
-    None without curves of at least 4 such trials and 2 epochs."""
+    over the curves of its trials (analysis.replay). None without curves of at least
+    4 trials and 2 epochs, or when a scheduler already stopped some (the survivors'
+    curves alone would flatter every scheduler); a sentence and no table when the
+    sweep is too large to replay here."""
     if curves is None or not len(curves) or "accuracy" not in objectives:
+        return None
+    if (df["status"] == "stopped").any():
         return None
     data = full_curves(df, curves, size_column(objectives))
     if len(data.accuracy) < 4 or data.budget < 2:
         return None
-    got = replay(data)
+    if len(data.accuracy) > MAX_REPLAYED:
+        return (
+            f"not replayed here: {len(data.accuracy)} trials, more than {MAX_REPLAYED} "
+            "(benchmarks/scheduler_replay.py replays any number)",
+            None,
+        )
+    got = replay(data, orders=REPLAY_ORDERS)
     table = got.figures.reset_index()
-    for col in ("compute_to_95pct", "total_compute"):
+    for col in ("compute_to_95pct", "front_recall", "total_compute"):
         table[col] = [f"{v:.2f}" for v in table[col]]
-    table["front_recall"] = [f"{v:.2f}" for v in table["front_recall"]]
     table.columns = [
         "scheduler",
         "compute to reach 95% of the grid's hypervolume",
@@ -352,7 +368,7 @@ def write_report(
     replayed = scheduler_replay(df, curves, objectives)
     if replayed:
         md += [f"## {REPLAY_TITLE}", "", f"{REPLAY_HINT} ({replayed[0]}).", ""]
-        md += [markdown_table(replayed[1]), ""]
+        md += [markdown_table(replayed[1]), ""] if replayed[1] is not None else []
     md += [f"## Failed, skipped and stopped trials ({len(bad)})", ""]
     md += [markdown_table(bad) if len(bad) else "None.", ""]
     written["report.md"] = out / "report.md"
@@ -385,7 +401,7 @@ def write_report(
             f"<h2>{esc(REPLAY_TITLE)}</h2>",
             f"<p>{esc(REPLAY_HINT)} ({esc(replayed[0])}).</p>",
         ]
-        body += [_html_table(replayed[1])]
+        body += [_html_table(replayed[1])] if replayed[1] is not None else []
     body += [f"<h2>Failed, skipped and stopped trials ({len(bad)})</h2>"]
     body += [_html_table(bad) if len(bad) else "<p>None.</p>"]
     written["report.html"] = out / "report.html"
