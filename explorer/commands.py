@@ -254,6 +254,8 @@ def cmd_report(args) -> int:
             objectives[metric] = direction
     src = Path(args.results)
     folder = src.parent if src.is_file() else src
+    if objectives is None and (folder / "space.yaml").is_file():  # the sweep's own
+        objectives = dict(spaces.load(folder / "space.yaml").objectives)
     out = Path(args.out) if args.out else folder / "report"
     curves = results.load_curves(folder) if (folder / "curves").is_dir() else None
     written = write_report(table, out, objectives=objectives, curves=curves)

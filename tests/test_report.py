@@ -631,3 +631,24 @@ def test_report_replays_early_stopping_on_the_sweeps_own_curves(grid, tmp_path):
     # a sweep in which a scheduler stopped trials: its survivors' curves would flatter
     stopped = write_report(grid, tmp_path / "stopped", curves=curves)
     assert REPLAY_TITLE not in stopped["report.md"].read_text(encoding="utf-8")
+
+
+def test_explorer_report_judges_a_sweep_by_its_own_objectives(grid, tmp_path, capsys):
+    results.save(grid, tmp_path / "results.parquet")
+    space = (Path(__file__).resolve().parent.parent / "spaces/quickstart.yaml").read_text()
+    space = space.replace(
+        "objectives: {accuracy: max, params: min}", "objectives: {accuracy: max, bytes_int8: min}"
+    )
+    (tmp_path / "space.yaml").write_text(space)
+    assert cli.main(["report", str(tmp_path)]) == 0
+    md = (tmp_path / "report/report.md").read_text(encoding="utf-8")
+    assert "## Pareto front (accuracy (max), bytes_int8 (min);" in md
+    # --objective still decides when given
+    assert (
+        cli.main(
+            ["report", str(tmp_path), "--objective", "accuracy:max", "--objective", "flops:min"]
+        )
+        == 0
+    )
+    md = (tmp_path / "report/report.md").read_text(encoding="utf-8")
+    assert "## Pareto front (accuracy (max), flops (min);" in md
