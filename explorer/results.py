@@ -202,6 +202,14 @@ def write_curve(folder: str | Path, trial_id: str, points: list[dict]) -> Path:
     return target
 
 
+def read_curve(folder: str | Path, trial_id: str) -> list[dict]:
+    """The epochs already in curves/<trial_id>.parquet (none if there is no file)."""
+    path = Path(folder) / "curves" / f"{_safe(trial_id)}.parquet"
+    if not path.is_file():
+        return []
+    return _read(path).drop(columns="trial_id").to_dict("records")
+
+
 def load_curves(folder: str | Path) -> pd.DataFrame:
     """All learning curves of a sweep folder (or a curves.parquet file)."""
     path = Path(folder)

@@ -103,12 +103,15 @@ class RowWriter(tune.Callback):
         for point in result.get("curve") or []:
             seed = int(point["seed"])
             key = (trial.trial_id, seed)
-            self.curves.setdefault(key, []).append(point)
             row = next((r for r in result.get("rows", []) if r["seed"] == seed), None)
             if row is None:
+                self.curves.setdefault(key, []).append(point)
                 continue
             index = row["point"] if row["point"] >= 0 else self.indices.get(trial.trial_id, -1)
             tid = rows.trial_id(self.space.name, index, seed)
+            if key not in self.curves:  # a resumed trial: keep the epochs of its earlier attempts
+                self.curves[key] = results.read_curve(self.out, tid)
+            self.curves[key].append(point)
             try:
                 results.write_curve(self.out, tid, self.curves[key])
             except OSError as e:

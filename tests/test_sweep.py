@@ -120,6 +120,11 @@ def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, 
     for name, (mtime, data) in before.items():  # finished rows untouched: not retrained
         f = rows / name
         assert f.stat().st_mtime_ns == mtime and f.read_bytes() == data
+    # every learning curve whole, the resumed trial's too: epochs of both attempts
+    curves = results.load_curves(out)
+    for tid, c in curves.groupby("trial_id"):
+        assert sorted(c["epoch"]) == [1, 2, 3], (tid, sorted(c["epoch"]))
+    assert set(curves["trial_id"]) == set(table.index)
 
 
 def test_failing_trials_become_rows_and_a_killed_worker_resumes(ray_cluster, tiny_space, tmp_path):
