@@ -12,7 +12,12 @@ network smaller than everything seen is never stopped for being less accurate.
 The optimism is the largest of: the trial's latest gain per epoch carried on to
 the full budget (learning curves flatten, so this overestimates); the most any
 finished trial gained from this epoch to its end; and `min_margin` (about the
-spread between seeds).
+spread between seeds). Early epochs are noisy (networks overtake each other
+long after them: on the broad Fire sweep the rank correlation of epoch-1 with
+final accuracy is about 0.5), so a finished rival must also have been ahead of
+the trial *at the same epoch* by more than the finished trials' gains from that
+epoch on differ (the most one of them caught up on another): a trial that could
+still overtake it as much as one already has is not stopped.
 
 A trial dominated by a *finished* network stops. One dominated only by rivals
 still training (at the same rung) pauses, with its checkpoint: those rivals'
@@ -74,7 +79,8 @@ class ParetoRungs:
         self.learned, self.max_t, self.min_margin = learned, max_t, min_margin
         # without checkpoints a paused trial would start again: then stop instead
         self.pause = pause
-        self.paused: dict[str, tuple[int, Seen]] = {}  # trial -> (rung, optimistic self)
+        # trial -> (rung, optimistic self, value at the rung)
+        self.paused: dict[str, tuple[int, Seen, float]] = {}
         self.stopped: set[str] = set()
         self.sign = 1.0 if objectives[learned] == "max" else -1.0  # learned, maximised
         self.known = {k: d for k, d in objectives.items() if k != learned}
@@ -99,16 +105,27 @@ class ParetoRungs:
         known = self._known(result)
         self.at_rung[t][trial] = Seen(known, value)
         hope = Seen(known, value + self.margin(curve, t))
-        if _dominated(hope, self.finished.values()):
+        if self._beaten(t, value, hope):
             self.stopped.add(trial)
             return STOP
         if _dominated(hope, self._training_at(t, trial)):
             if not self.pause:
                 self.stopped.add(trial)
                 return STOP
-            self.paused[trial] = (t, hope)
+            self.paused[trial] = (t, hope, value)
             return PAUSE
         return CONTINUE
+
+    def _beaten(self, t: int, value: float, hope: Seen) -> bool:
+        """A finished network no larger ends above the trial's optimistic estimate and
+        was ahead of it at epoch t by more than any finished trial caught up after t."""
+        gains = [c[max(c)] - c[t] for c in self.finished_curves.values() if t in c]
+        catch_up = max(self.min_margin, max(gains, default=0.0) - min(gains, default=0.0))
+        return any(
+            _dominated(hope, [rival])
+            and self.finished_curves[tid].get(t, -math.inf) > value + catch_up
+            for tid, rival in self.finished.items()
+        )
 
     def _training_at(self, t: int, but: str) -> list[Seen]:
         """Rivals at rung t that may still finish (neither stopped nor finished)."""
@@ -121,8 +138,8 @@ class ParetoRungs:
     def review(self) -> tuple[list[str], list[str]]:
         """(to stop, to promote) among the paused, given what has finished by now."""
         stop, promote = [], []
-        for tid, (t, hope) in self.paused.items():
-            if _dominated(hope, self.finished.values()):
+        for tid, (t, hope, value) in self.paused.items():
+            if self._beaten(t, value, hope):
                 stop.append(tid)
             elif not _dominated(hope, self._training_at(t, tid)):
                 promote.append(tid)

@@ -142,3 +142,16 @@ def test_a_live_sweep_with_the_pareto_scheduler(tiny_space, tmp_path):
 def test_rungs_need_eta_of_two_or_more():
     with pytest.raises(ValueError, match="eta >= 2"):
         ParetoRungs(OBJ, max_t=9, eta=1)  # would never leave its first rung
+
+
+def test_a_trial_behind_by_less_than_a_finished_one_caught_up_is_not_stopped():
+    s = rungs()
+    # finished: a small network that gained 0.30 after epoch 1, a large one 0.15: from
+    # epoch 1 on, one finished trial caught up 0.15 on another
+    run(s, "a", 10_000, [0.50, 0.62, 0.70, 0.74, 0.77, 0.79, 0.80, 0.80, 0.80])
+    run(s, "b", 50_000, [0.70, 0.76, 0.80, 0.82, 0.84, 0.85, 0.85, 0.85, 0.85])
+    # a twin of "a" 0.05 behind it at epoch 1: even gaining 0.30 it would end below
+    # "a", yet it may still catch up as much as "b" was caught up on: it goes on
+    assert s.on_result("close", 1, {"accuracy": 0.45, "bytes_int8": 10_000}) == CONTINUE
+    # one 0.20 behind "a" at epoch 1 is stopped
+    assert s.on_result("far", 1, {"accuracy": 0.30, "bytes_int8": 10_000}) == STOP
