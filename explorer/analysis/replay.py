@@ -177,7 +177,7 @@ def _epsilon_net_ranks(x: np.ndarray) -> np.ndarray:
 
 
 def simulate(
-    name: str, order: list[str], data: Curves, workers: int, eta: int, ref, trace=None
+    name: str, order: list[str], data: Curves, workers: int, eta: int, ref, trace=None, judge=None
 ) -> dict:
     """One arrival order: compute spent when the hypervolume first reaches TARGET of
     the grid's (`ref`: Reference), what finished, and the compute spent in all.
@@ -186,10 +186,12 @@ def simulate(
     frees at time `now` reports its first epoch at now + 1. The Pareto-aware
     scheduler is driven as it is live: its paused trials are reviewed whenever a
     trial stops or finishes, and promoted ones resume first, where they paused.
-    `trace`, a list, receives (time, trial, epoch, decision) for every epoch."""
+    `trace`, a list, receives (time, trial, epoch, decision) for every epoch.
+    `judge(objectives, budget, eta)` makes the Pareto-aware scheduler's decisions
+    (ParetoRungs by default; a variant to compare)."""
     acc, sizes, budget = data.accuracy, data.size, data.budget
     if name == "pareto":
-        judge = ParetoRungs(_OBJ, budget, grace=1, eta=eta)
+        judge = (judge or _default_judge)(_OBJ, budget, eta)
     elif name == "asha":
         quota = RayAsha(budget, eta)
     elif name in ("moasha", "moasha_own_rank"):
@@ -241,6 +243,10 @@ def simulate(
     return {"at95": at95, "finished": set(finished), "spent": spent}
 
 
+def _default_judge(objectives: dict[str, str], budget: int, eta: int) -> ParetoRungs:
+    return ParetoRungs(objectives, budget, grace=1, eta=eta)
+
+
 @dataclasses.dataclass
 class Reference:
     """The hypervolume's reference point (minimised: -accuracy, size) and the grid's
@@ -290,8 +296,10 @@ def replay(
     workers: int = 2,
     eta: int = 3,
     seed: int = 0,
+    judge=None,
 ) -> Replay:
-    """Replay each scheduler over `orders` random arrival orders of `data`'s trials."""
+    """Replay each scheduler over `orders` random arrival orders of `data`'s trials
+    (`judge`: see `simulate`)."""
     if len(data.accuracy) < 4 or data.budget < 2:
         raise ValueError(
             f"replay: needs at least 4 trials with full curves of 2+ epochs, "
@@ -313,7 +321,7 @@ def replay(
     arrivals = [list(rng.permutation(trials)) for _ in range(orders)]
     rows = {}
     for name in schedulers:
-        runs = [simulate(name, o, data, workers, eta, ref) for o in arrivals]
+        runs = [simulate(name, o, data, workers, eta, ref, judge=judge) for o in arrivals]
         rows[name] = {
             "compute_to_95pct": np.mean(
                 [(r["at95"] if r["at95"] is not None else total) / total for r in runs]
