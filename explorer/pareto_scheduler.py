@@ -13,11 +13,11 @@ The optimism is the largest of: the trial's latest gain per epoch carried on to
 the full budget (learning curves flatten, so this overestimates); the most any
 finished trial gained from this epoch to its end; and `min_margin` (about the
 spread between seeds). Early epochs are noisy (networks overtake each other
-long after them: on the broad Fire sweep the rank correlation of epoch-1 with
-final accuracy is about 0.5), so a finished rival must also have been ahead of
-the trial *at the same epoch* by more than the finished trials' gains from that
-epoch on differ (the most one of them caught up on another): a trial that could
-still overtake it as much as one already has is not stopped.
+long after them: experiments/pareto_search/settle.py), so a finished rival must
+also have been ahead of the trial *at the same epoch* by more than the finished
+trials' gains from that epoch on differ (the most one of them caught up on
+another): a trial that could still overtake it as much as one already has is
+not stopped.
 
 A trial dominated by a *finished* network stops. One dominated only by rivals
 still training (at the same rung) pauses, with its checkpoint: those rivals'
