@@ -163,14 +163,15 @@ def compressed_section(agg: pd.DataFrame, sweep: Path) -> list[str]:
     )  # fmt: skip
     on = both[pareto_mask(both, {"accuracy": "max", "bytes": "min"})]
     out = [
-        "| architecture | params | int8 bytes | top-1 % (seeds averaged) | compressed bytes "
-        "| compressed top-1 % | x smaller than int8 |",
-        "|---|---|---|---|---|---|---|",
+        "| trial | params | int8 bytes | top-1 % (seeds averaged) | top-1 % (this seed) "
+        "| compressed bytes | compressed top-1 % | x smaller than int8 |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for _, r in got.sort_values(SIZE).iterrows():
         out.append(
             f"| {r['trial_id']} | {int(r['params']):,} | {int(r[SIZE]):,} | "
-            f"{100 * r['accuracy']:.2f} | {int(r['bytes_compressed']):,} | "
+            f"{100 * r['accuracy']:.2f} | {100 * r['accuracy_before']:.2f} | "
+            f"{int(r['bytes_compressed']):,} | "
             f"{100 * r['compressed_accuracy']:.2f} | {r[SIZE] / r['bytes_compressed']:.1f} |"
         )
     out += [
