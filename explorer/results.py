@@ -193,21 +193,24 @@ def write_curve(folder: str | Path, trial_id: str, points: list[dict]) -> Path:
 
     A retried epoch (a resumed trial) replaces the earlier one.
     """
-    curves = Path(folder) / "curves"
-    curves.mkdir(parents=True, exist_ok=True)
+    target = _curve_path(folder, trial_id)
+    target.parent.mkdir(parents=True, exist_ok=True)
     df = pd.DataFrame(points).drop_duplicates(["seed", "epoch"], keep="last")
     df = df.sort_values("epoch").assign(trial_id=trial_id)
-    target = curves / f"{_safe(trial_id)}.parquet"
     _write_atomically(_curves(df), target)
     return target
 
 
 def read_curve(folder: str | Path, trial_id: str) -> list[dict]:
     """The epochs already in curves/<trial_id>.parquet (none if there is no file)."""
-    path = Path(folder) / "curves" / f"{_safe(trial_id)}.parquet"
+    path = _curve_path(folder, trial_id)
     if not path.is_file():
         return []
     return _read(path).drop(columns="trial_id").to_dict("records")
+
+
+def _curve_path(folder: str | Path, trial_id: str) -> Path:
+    return Path(folder) / "curves" / f"{_safe(trial_id)}.parquet"
 
 
 def load_curves(folder: str | Path) -> pd.DataFrame:

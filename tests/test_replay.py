@@ -128,8 +128,7 @@ def test_a_paused_trial_is_promoted_when_its_rival_ends_worse_and_resumes_where_
         ]
     )
     data = replay.full_curves(rows, curves)
-    ref = replay.Reference(np.array([-0.2, 22.0]))
-    ref.grid = ref.hv(data.trials, data)
+    ref = replay.Reference.of(data, [-0.2, 22.0])
     trace = []
     out = replay.simulate("pareto", ["a", "b", "c", "d"], data, 2, 3, ref, trace=trace)
     b_epochs = [(time, e, said) for time, tid, e, said in trace if tid == "b"]
@@ -154,8 +153,7 @@ def test_every_trial_trains_its_epochs_in_order_once_whatever_the_scheduler(seed
         ]
     )
     data = replay.full_curves(rows, curves)
-    ref = replay.Reference(np.array([-0.0, 50.0]))
-    ref.grid = ref.hv(data.trials, data)
+    ref = replay.Reference.of(data, [-0.0, 50.0])
     order = list(rng.permutation(data.trials))
     for name in replay.SCHEDULERS:
         trace = []

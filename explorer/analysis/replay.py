@@ -255,6 +255,17 @@ class Reference:
     point: np.ndarray
     grid: float = 0.0
 
+    @classmethod
+    def of(cls, data: Curves, point=None) -> Reference:
+        """The reference for `data`: `point` if given, else the worst final accuracy
+        and 1.1x the largest size; with the whole grid's hypervolume filled in."""
+        if point is None:
+            final = [data.accuracy[t][-1] for t in data.trials]
+            point = [-min(final), 1.1 * max(data.size[t] for t in data.trials)]
+        ref = cls(np.asarray(point, dtype=float))
+        ref.grid = ref.hv(data.trials, data)
+        return ref
+
     def hv(self, trials, data: Curves) -> float:
         x = np.array([[-data.accuracy[t][-1], data.size[t]] for t in trials])
         x = x[(x < self.point).all(axis=1)]  # only networks better than the reference count
@@ -312,9 +323,7 @@ def replay(
     final = pd.DataFrame(
         {"accuracy": [data.accuracy[t][-1] for t in trials], "size": [data.size[t] for t in trials]}
     )
-    worst, largest = float(final["accuracy"].min()), 1.1 * float(final["size"].max())
-    ref = Reference(np.array([-worst, largest]))
-    ref.grid = ref.hv(trials, data)
+    ref = Reference.of(data)
     front = {t for t, on in zip(trials, pareto_mask(final, _OBJ), strict=True) if on}
     total = len(trials) * data.budget
     rng = np.random.default_rng(seed)
@@ -330,7 +339,7 @@ def replay(
             "total_compute": np.mean([r["spent"] / total for r in runs]),
         }
     figures = pd.DataFrame.from_dict(rows, orient="index").rename_axis("scheduler")
-    reference = {"accuracy": worst, "size": largest}
+    reference = {"accuracy": -float(ref.point[0]), "size": float(ref.point[1])}
     return Replay(
         figures, len(trials), data.budget, len(front), reference, orders, workers, eta,
         data.size_column,
