@@ -4,8 +4,9 @@
         [--orders 20] [--workers 2] [--eta 3] [--size bytes_int8]
 
 Grid (no stopping), Ray Tune's ASHA on accuracy alone, Syne Tune's MOASHA (as
-it decides, and with its ranking quirk mended) and the Pareto-aware scheduler,
-each over `--orders` random arrival orders of a real
+it decides, and with its ranking quirk mended) and the Pareto-aware scheduler
+(and, to tell its two parts apart, its stopping alone in arrival order and its
+size-spread start order alone), each over `--orders` random arrival orders of a real
 full-budget sweep's trials (explorer.analysis.replay says how, and why the
 hypervolume's reference point is the grid's worst accuracy and 1.1x its largest
 size). Ends with one key=value line: for every scheduler S,

@@ -25,12 +25,22 @@ final accuracy is not known yet. Each time a network finishes, the paused are
 judged again: dominated by what has finished, they stop; no longer dominated
 by anything still training, they are promoted and resume from their
 checkpoint, where they paused. So a network stops only for what is known.
+
+Knowing the sizes also says which network to *start* next (`spread_order`):
+the one farthest, over the known objectives in log scale, from every network
+started so far, from the smallest up. The front is a curve over size; spreading
+the first trials along it finds a network near each end and in the gaps early,
+instead of wherever a random order happens to fall, trains one seed of every
+architecture before any second one, and gives the stopping rule small finished
+rivals soon. The sweep starts enumerated points (grid, random) in this order.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import math
+
+import numpy as np
 
 from explorer.metrics import DIRECTIONS
 
@@ -178,6 +188,55 @@ class ParetoRungs:
                 self.finished_curves[trial] = self.curves.get(trial, {})
                 return
         self.stopped.add(trial)  # ended without a final value (diverged): no longer a rival
+
+
+def farthest_first(x: np.ndarray, start: int | None = None, seen=None) -> list[int]:
+    """x's row indices, each next the row farthest (Euclidean) from the rows chosen
+    before it and from `seen` (ties: the lowest index); the first is `start` if given."""
+    x = np.asarray(x, dtype=float)
+    dmin = np.full(len(x), np.inf)
+    if seen is not None and len(seen):
+        seen = np.asarray(seen, dtype=float)
+        dmin = np.linalg.norm(x[:, None, :] - seen[None, :, :], axis=2).min(axis=1)
+    order: list[int] = []
+    for _ in range(len(x)):
+        i = start if start is not None and not order else int(np.argmax(dmin))
+        order.append(i)
+        dmin = np.minimum(dmin, np.linalg.norm(x - x[i], axis=1))
+        dmin[order] = -np.inf
+    return order
+
+
+def spread_order(known, seen=None) -> list[int]:
+    """The order to start networks in, given their known objectives (rows of positive
+    sizes, one column per objective): from the smallest, each next the farthest in
+    log scale from every one started, counting `seen` (rows already trained) as
+    started. A column with a missing value is left out; equal rows keep their order."""
+    known = np.asarray(known, dtype=float).reshape(len(known), -1)
+    seen = np.asarray(seen if seen is not None else [], dtype=float).reshape(-1, known.shape[1])
+    both = np.log(np.maximum(np.vstack([known, seen]), 1.0))
+    keep = ~np.isnan(both).any(axis=0)
+    if not keep.any() or len(known) < 2:
+        return list(range(len(known)))
+    both = both[:, keep]
+    span = both.max(axis=0) - both.min(axis=0)
+    both = both / np.where(span > 0, span, 1.0)  # each objective counts alike
+    z, z_seen = both[: len(known)], both[len(known) :]
+    start = None if len(z_seen) else int(np.argmin(z.sum(axis=1)))
+    return farthest_first(z, start, z_seen)
+
+
+def start_order(objectives: dict[str, str], known: list[dict], seen=()) -> list[int]:
+    """`spread_order` over the space's objectives known before training (all but the
+    learned ones), given as one dict per network."""
+    keys = [k for k in objectives if k not in LEARNED]
+    if not keys:
+        return list(range(len(known)))
+
+    def table(rows):
+        return [[float(r.get(k, math.nan)) for k in keys] for r in rows]
+
+    return spread_order(table(known), table(seen))
 
 
 def _dominated(me: Seen, others) -> bool:

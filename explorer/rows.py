@@ -98,6 +98,15 @@ def bytes_compressed_known(point: spaces.Point) -> float:
     )
 
 
+def known_objectives(point: spaces.Point) -> dict:
+    """The objectives known before training: the sizes, and the compressed size's
+    optimistic estimate (NaN when the point is not compressed)."""
+    return {
+        **complexity.summary(arch.plan(point.arch)),
+        "bytes_compressed": bytes_compressed_known(point),
+    }
+
+
 def ended_rows(
     space: spaces.Space, point: spaces.Point, seeds: list[int], status: str, error: str
 ) -> list[dict]:

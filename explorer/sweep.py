@@ -128,6 +128,8 @@ def run(
             if not all(rows.trial_id(space.name, p.index, s) in done for s in g)
             for resume_at in [[saved.get(rows.trial_id(space.name, p.index, s)) for s in g]]
         ]
+        if not how.proposes:
+            configs = _start_order(space, configs, todo_pts, done)
         print(
             f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "
             f"seed(s) per point), {len(done)} already done, into {out}",
@@ -146,6 +148,20 @@ def run(
     if len(table) < total:
         raise SweepInterrupted(len(table), total)
     return table
+
+
+def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> list[dict]:
+    """The configs in the order the space's scheduler starts them (search.start_order),
+    the points already trained counting as started."""
+    by_index = {p.index: p for p in pts}
+    seen = [
+        rows.known_objectives(p)
+        for p in pts
+        if any(rows.trial_id(space.name, p.index, s) in done for s in range(space.search.seeds))
+    ]
+    known = [rows.known_objectives(by_index[c["index"]]) for c in configs]
+    order = search.start_order(space.search.scheduler, dict(space.objectives), known, seen)
+    return [configs[i] for i in order]
 
 
 def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, address,

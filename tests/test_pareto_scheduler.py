@@ -1,8 +1,17 @@
 """The Pareto-aware scheduler's decisions on hand-made learning curves."""
 
+import math
+
 import pytest
 
-from explorer.pareto_scheduler import CONTINUE, PAUSE, STOP, ParetoRungs
+from explorer.pareto_scheduler import (
+    CONTINUE,
+    PAUSE,
+    STOP,
+    ParetoRungs,
+    spread_order,
+    start_order,
+)
 
 OBJ = {"accuracy": "max", "bytes_int8": "min"}
 
@@ -155,3 +164,52 @@ def test_a_trial_behind_by_less_than_a_finished_one_caught_up_is_not_stopped():
     assert s.on_result("close", 1, {"accuracy": 0.45, "bytes_int8": 10_000}) == CONTINUE
     # one 0.20 behind "a" at epoch 1 is stopped
     assert s.on_result("far", 1, {"accuracy": 0.30, "bytes_int8": 10_000}) == STOP
+
+
+def test_networks_start_spread_over_their_sizes_from_the_smallest():
+    sizes = [[10], [1000], [100], [10], [20], [400]]  # log10: 1, 3, 2, 1, 1.3, 2.6
+    # the smallest, the largest, the middle, then the widest gaps; the twin last
+    assert spread_order(sizes) == [0, 1, 2, 5, 4, 3]
+    # networks already trained count as started: the gap between them goes first
+    assert spread_order([[20], [100]], seen=[[10], [1000]]) == [1, 0]
+    # a column with a missing value is left out; equal sizes keep their order
+    assert spread_order([[10, math.nan], [1000, math.nan], [100, math.nan]]) == [0, 1, 2]
+    assert spread_order([[5], [5], [5]]) == [0, 1, 2]
+    # two known objectives count alike, whatever their units
+    two = [[1e3, 1e6], [1e5, 1e6], [1e3, 1e9], [1e5, 1e9], [1e4, 3e7]]
+    assert spread_order(two)[:2] == [0, 3] and spread_order(two)[-1] == 4
+
+
+def test_the_start_order_reads_only_the_objectives_known_before_training():
+    objectives = {"accuracy": "max", "bytes_int8": "min"}
+    known = [{"bytes_int8": 100.0, "params": 1.0}, {"bytes_int8": 10.0, "params": 1e6}]
+    assert start_order(objectives, known) == [1, 0]  # by bytes, not by params
+    assert start_order({"accuracy": "max"}, known) == [0, 1]  # nothing known: as given
+
+
+def test_a_sweep_starts_one_seed_of_every_point_spread_over_sizes(tiny_space):
+    from explorer import rows, sweep
+    from explorer import space as spaces
+
+    path = tiny_space(
+        "spread",
+        base_e="{values: [8, 64, 16, 32]}",
+        search="{method: grid, seeds: 2, vmap_seeds: false, scheduler: pareto}",
+    )
+    space = spaces.load(path)
+    pts = spaces.points(space)
+    params = {p.index: rows.known_objectives(p)["params"] for p in pts}
+    small, large = min(params, key=params.get), max(params, key=params.get)
+    configs = [{"index": p.index, "seeds": g} for p in pts for g in sweep.seed_groups(space)]
+    order = [(c["index"], c["seeds"]) for c in sweep._start_order(space, configs, pts, set())]
+    assert order[:2] == [(small, [0]), (large, [0])]
+    assert {i for i, _ in order[:4]} == set(params) and all(s == [1] for _, s in order[4:])
+    # resumed with the two ends trained: the points between them start first
+    done = {rows.trial_id("spread", i, s) for i in (small, large) for s in (0, 1)}
+    left = [c for c in configs if c["index"] not in (small, large)]
+    again = [c["index"] for c in sweep._start_order(space, left, pts, done)]
+    assert set(again[:2]) == set(params) - {small, large}
+    # a sweep without the Pareto-aware scheduler keeps the space's order
+    plain = spaces.load(tiny_space("plain", base_e="{values: [8, 64, 16, 32]}"))
+    kept = sweep._start_order(plain, configs, spaces.points(plain), set())
+    assert kept == configs

@@ -111,6 +111,22 @@ def test_the_report_replays_a_sweep_with_curves_and_not_one_without():
     assert scheduler_replay(rows, one_epoch, {"accuracy": "max", "params": "min"}) is None
 
 
+def test_the_pareto_aware_order_trains_the_ends_of_the_front_first():
+    # the front is the smallest and the largest network; six in between are dominated
+    n, sizes = 8, [10.0, 12.0, 15.0, 20.0, 30.0, 40.0, 60.0, 100.0]
+    final = {0: 0.6, 7: 0.9}
+    networks = {f"n{i}": (size, final.get(i, 0.5)) for i, size in enumerate(sizes)}
+    data = replay.full_curves(*sweep(networks))
+    ref = replay.Reference.of(data)
+    order = [f"n{i}" for i in (3, 5, 1, 7, 2, 0, 6, 4)]  # the ends arrive late
+    spread = replay.simulate("grid_spread", order, data, 2, 3, ref)
+    # both ends start at once and finish first: the whole hypervolume, 2 of 8 trained
+    assert spread["at95"] == 2 * BUDGET
+    arrival = replay.simulate("grid", order, data, 2, 3, ref)
+    assert arrival["at95"] == 6 * BUDGET and spread["spent"] == arrival["spent"] == n * BUDGET
+    assert replay.simulate("pareto", order, data, 2, 3, ref)["at95"] == 2 * BUDGET
+
+
 def test_a_paused_trial_is_promoted_when_its_rival_ends_worse_and_resumes_where_it_paused():
     # a: small, ahead at the first rung, then it diverges; b: large, behind at the rung
     t = np.arange(1, BUDGET + 1)
@@ -130,7 +146,7 @@ def test_a_paused_trial_is_promoted_when_its_rival_ends_worse_and_resumes_where_
     data = replay.full_curves(rows, curves)
     ref = replay.Reference.of(data, [-0.2, 22.0])
     trace = []
-    out = replay.simulate("pareto", ["a", "b", "c", "d"], data, 2, 3, ref, trace=trace)
+    out = replay.simulate("pareto_arrival", ["a", "b", "c", "d"], data, 2, 3, ref, trace=trace)
     b_epochs = [(time, e, said) for time, tid, e, said in trace if tid == "b"]
     assert b_epochs[0][1:] == (1, "pause")  # dominated at the rung by a, still training
     assert [e for _, e, _ in b_epochs] == list(range(1, BUDGET + 1))  # then resumed, no repeat

@@ -19,7 +19,11 @@ halving on accuracy alone); moasha (Syne Tune's MOASHA, its quota over
 non-dominated sorting of the reported accuracy and size, re-implemented to
 decide exactly as it does, quirk included: see `Moasha`); moasha_own_rank (the
 same with the quirk mended); pareto (explorer.pareto_scheduler, pausing and
-promoting as it does live).
+promoting as it does live, and starting the trials in its size-spread order as
+a sweep over enumerated points does); and, to tell the two apart,
+pareto_arrival (its stopping alone, trials started as they arrive, as with a
+searcher that proposes one point at a time) and grid_spread (its start order
+alone, no stopping).
 """
 
 from __future__ import annotations
@@ -35,9 +39,13 @@ import numpy as np
 import pandas as pd
 
 from explorer.analysis.pareto import pareto_mask
-from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs, rungs
+from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs, farthest_first, rungs, spread_order
 
-SCHEDULERS = ("grid", "asha", "moasha", "moasha_own_rank", "pareto")
+SCHEDULERS = (
+    "grid", "asha", "moasha", "moasha_own_rank", "pareto", "pareto_arrival", "grid_spread"
+)  # fmt: skip
+# the schedulers that start trials in the Pareto-aware order rather than as they arrive
+SPREAD = ("pareto", "grid_spread")
 # size objectives computed from the architecture, in the order the replay prefers
 SIZES = ("bytes_int8", "bytes_f32", "params", "flops")
 TARGET = 0.95  # of the full grid's hypervolume
@@ -163,14 +171,7 @@ def _nondominated_sort(x: np.ndarray) -> list[int]:
 def _epsilon_net_ranks(x: np.ndarray) -> np.ndarray:
     """Each point's place in Syne Tune's epsilon-net order: from the lowest first
     column, each next the point farthest from those chosen (ties: the lowest index)."""
-    first = int(np.argmin(x[:, 0]))
-    order, dmin = [first], np.linalg.norm(x - x[first], axis=1)
-    dmin[first] = -np.inf
-    for _ in range(len(x) - 1):
-        i = int(np.argmax(dmin))
-        order.append(i)
-        dmin = np.minimum(dmin, np.linalg.norm(x - x[i], axis=1))
-        dmin[order] = -np.inf
+    order = farthest_first(x, start=int(np.argmin(x[:, 0])))
     ranks = np.empty(len(order), int)
     ranks[order] = np.arange(len(order))
     return ranks
@@ -189,15 +190,18 @@ def simulate(
     `trace`, a list, receives (time, trial, epoch, decision) for every epoch.
     `judge(objectives, budget, eta)` makes the Pareto-aware scheduler's decisions
     (ParetoRungs by default; a variant to compare)."""
+    if name not in SCHEDULERS:
+        raise ValueError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
     acc, sizes, budget = data.accuracy, data.size, data.budget
-    if name == "pareto":
+    if name in SPREAD:
+        order = [order[i] for i in spread_order([[sizes[t]] for t in order])]
+    kind = name.removesuffix("_arrival").removesuffix("_spread")
+    if kind == "pareto":
         judge = (judge or _default_judge)(_OBJ, budget, eta)
     elif name == "asha":
         quota = RayAsha(budget, eta)
     elif name in ("moasha", "moasha_own_rank"):
         quota = Moasha(budget, eta, sizes, own_rank=name == "moasha_own_rank")
-    elif name != "grid":
-        raise ValueError(f"scheduler: expected one of {', '.join(SCHEDULERS)}, got {name!r}")
     queue = collections.deque((t, 0) for t in order)  # (trial, epochs done)
     running: list[tuple[int, int, str, int]] = []  # (time its epoch ends, seq, trial, done)
     paused: dict[str, int] = {}  # paused trial -> epochs done (resumes from its checkpoint)
@@ -214,10 +218,10 @@ def simulate(
         spent += 1
         value = acc[tid][t - 1]
         stop = pause = False
-        if name == "pareto":
+        if kind == "pareto":
             said = judge.on_result(tid, t, {"accuracy": value, "size": sizes[tid]})
             stop, pause = said == STOP, said == PAUSE
-        elif name != "grid":
+        elif kind != "grid":
             stop = quota.decide(tid, t, value)
         if trace is not None:
             trace.append((now, tid, t, "stop" if stop else "pause" if pause else "go"))
@@ -229,7 +233,7 @@ def simulate(
             paused[tid] = t
         elif not stop:
             heapq.heappush(running, (now + 1, next(seq), tid, t))
-        if name == "pareto" and (t == budget or stop):
+        if kind == "pareto" and (t == budget or stop):
             if t == budget:
                 judge.on_complete(tid, {"epoch": t, "accuracy": value, "size": sizes[tid]})
             else:
@@ -267,7 +271,7 @@ class Reference:
         return ref
 
     def hv(self, trials, data: Curves) -> float:
-        x = np.array([[-data.accuracy[t][-1], data.size[t]] for t in trials])
+        x = np.array([[-data.accuracy[t][-1], data.size[t]] for t in trials]).reshape(-1, 2)
         x = x[(x < self.point).all(axis=1)]  # only networks better than the reference count
         return float(moocore.hypervolume(x, ref=self.point)) if len(x) else 0.0
 

@@ -53,7 +53,9 @@ STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's coun
 REPLAY_TITLE = "What early stopping would have saved (replayed on this sweep's curves)"
 REPLAY_HINT = (
     "Each scheduler replayed over random arrival orders of the trials trained to the "
-    "full budget; compute as a fraction of training all of them to the end"
+    "full budget (pareto starts them spread over their sizes; pareto_arrival is its "
+    "stopping alone, grid_spread its start order alone); compute as a fraction of "
+    "training all of them to the end"
 )
 # The replay's cost grows with trials x orders (MOASHA's ranking with the square of
 # the trials at a rung): a report bounds it.
