@@ -8,6 +8,7 @@ so a crash never leaves half a row) and gathered with `load`, one pandas call.
 from __future__ import annotations
 
 import json
+import math
 import os
 import tempfile
 from pathlib import Path
@@ -207,6 +208,21 @@ def read_curve(folder: str | Path, trial_id: str) -> list[dict]:
     if not path.is_file():
         return []
     return _read(path).drop(columns="trial_id").to_dict("records")
+
+
+def attempt_seconds(points: list[dict]) -> float:
+    """The wall time of the attempts recorded in a curve (read_curve's epochs): each
+    attempt's clock starts at zero again, so a fall in wall_s from one epoch to the
+    next starts another attempt; the sum of each attempt's last wall_s."""
+    total = last = 0.0
+    for p in sorted(points, key=lambda p: p["epoch"]):
+        wall = float(p.get("wall_s", math.nan))
+        if math.isnan(wall):
+            continue
+        if wall < last:
+            total += last
+        last = wall
+    return total + last
 
 
 def _curve_path(folder: str | Path, trial_id: str) -> Path:

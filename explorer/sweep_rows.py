@@ -39,6 +39,8 @@ class RowWriter(tune.Callback):
         self.first_start: dict[str, float] = {}  # a retried trial keeps its first start
         self.write_error = ""  # the first row that could not be written (full disk...)
         self.curves: dict[tuple[str, int], list[dict]] = {}  # (Tune's trial id, seed) -> epochs
+        # (Tune's trial id, seed) -> seconds its attempts under earlier drivers took
+        self.earlier_s: dict[tuple[str, int], float] = {}
 
     def on_trial_start(self, iteration, trials, trial, **info):
         self.first_start.setdefault(trial.trial_id, time.time())
@@ -63,6 +65,7 @@ class RowWriter(tune.Callback):
                 )
             if attempts > 1 or "wall_s" not in r:  # every attempt's time, lost ones too
                 r["wall_s"] = elapsed
+            r["wall_s"] += self.earlier_s.get((trial.trial_id, r["seed"]), 0.0)
             try:
                 results.write_row(self.out, r)
             except OSError as e:
@@ -111,6 +114,7 @@ class RowWriter(tune.Callback):
             tid = rows.trial_id(self.space.name, index, seed)
             if key not in self.curves:  # a resumed trial: keep the epochs of its earlier attempts
                 self.curves[key] = results.read_curve(self.out, tid)
+                self.earlier_s[key] = results.attempt_seconds(self.curves[key])
             self.curves[key].append(point)
             try:
                 results.write_curve(self.out, tid, self.curves[key])

@@ -132,3 +132,19 @@ def test_a_base_row_knows_the_complexity_before_training():
         assert rows.point_id(r["trial_id"]) == f"{space.name}-p{p.index:04d}"
         built = models.param_shapes(models.build(arch.plan(p.arch)))
         assert r["params"] == models.count_params(built) > 0
+
+
+def test_the_time_of_every_attempt_in_a_curve_adds_up():
+    # three attempts: epochs 1-2, then 3-4 resumed from a checkpoint, then 5 (its
+    # clock restarts each time; the file is sorted by epoch, not by attempt)
+    points = [
+        {"epoch": 4, "wall_s": 9.0},
+        {"epoch": 1, "wall_s": 5.0},
+        {"epoch": 2, "wall_s": 8.0},
+        {"epoch": 3, "wall_s": 6.0},
+        {"epoch": 5, "wall_s": 2.5},
+    ]
+    assert results.attempt_seconds(points) == 8.0 + 9.0 + 2.5
+    assert results.attempt_seconds(points[1:3]) == 8.0  # one attempt
+    assert results.attempt_seconds([]) == 0.0
+    assert results.attempt_seconds([{"epoch": 1, "wall_s": float("nan")}]) == 0.0
