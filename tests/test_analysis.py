@@ -418,6 +418,20 @@ def test_hypervolume_in_three_objectives_is_the_brute_force_volume(seed):
     assert hypervolume(front, objectives, reference) == pytest.approx(want, rel=1e-12)
 
 
+def test_trial_epochs_count_what_a_scheduler_saved_and_nothing_else():
+    from explorer.analysis.pareto import trial_epochs
+
+    rows = pd.DataFrame(
+        {
+            "status": ["ok", "stopped", "failed", "skipped"],
+            "epochs": [9, 9, 9, 9],
+            "epochs_done": [9, 3, 2, 0],
+        }
+    )
+    # the stopped trial saved 6 epochs; the failed one lost 7 (not saved); skipped: none asked
+    assert trial_epochs(rows) == (14, 9 + 9 + 2)
+
+
 def test_busy_seconds_is_the_union_of_training_intervals():
     from explorer.analysis import busy_seconds, trial_seconds
 

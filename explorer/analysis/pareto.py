@@ -59,11 +59,13 @@ def trial_seconds(df: pd.DataFrame) -> pd.Series:
 
 def trial_epochs(df: pd.DataFrame) -> tuple[int, int]:
     """Epochs trained, and epochs asked for (every trial to the end), skipped rows aside:
-    what an early-stopping scheduler saved."""
+    what an early-stopping scheduler saved. A failed trial is asked for the epochs it
+    ran: the ones it never reached were lost, not saved."""
     trained = df[df["status"] != "skipped"]
-    done = pd.to_numeric(trained["epochs_done"], errors="coerce").fillna(0).sum()
-    asked = pd.to_numeric(trained["epochs"], errors="coerce").fillna(0).sum()
-    return int(done), int(asked)
+    done = pd.to_numeric(trained["epochs_done"], errors="coerce").fillna(0)
+    asked = pd.to_numeric(trained["epochs"], errors="coerce").fillna(0)
+    asked = asked.where(trained["status"] != "failed", done)
+    return int(done.sum()), int(asked.sum())
 
 
 def busy_seconds(df: pd.DataFrame) -> float:
