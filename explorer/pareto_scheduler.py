@@ -195,9 +195,8 @@ def farthest_first(x: np.ndarray, start: int | None = None, seen=None) -> list[i
     before it and from `seen` (ties: the lowest index); the first is `start` if given."""
     x = np.asarray(x, dtype=float)
     dmin = np.full(len(x), np.inf)
-    if seen is not None and len(seen):
-        seen = np.asarray(seen, dtype=float)
-        dmin = np.linalg.norm(x[:, None, :] - seen[None, :, :], axis=2).min(axis=1)
+    for s in np.asarray(seen if seen is not None else [], dtype=float):  # O(n) memory
+        dmin = np.minimum(dmin, np.linalg.norm(x - s, axis=1))
     order: list[int] = []
     for _ in range(len(x)):
         i = start if start is not None and not order else int(np.argmax(dmin))
