@@ -153,6 +153,8 @@ def run(
 def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> list[dict]:
     """The configs in the order the space's scheduler starts them (search.start_order),
     the points already trained counting as started."""
+    if space.search.scheduler not in search.STARTS:
+        return configs  # the space's own order; no sizes to work out
     by_index = {p.index: p for p in pts}
     seen = [
         rows.known_objectives(p)
