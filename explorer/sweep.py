@@ -155,13 +155,13 @@ def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> li
     the points already trained counting as started."""
     if space.search.scheduler not in search.STARTS:
         return configs  # the space's own order; no sizes to work out
-    by_index = {p.index: p for p in pts}
+    sizes = {p.index: rows.known_objectives(p) for p in pts}  # once per point
     seen = [
-        rows.known_objectives(p)
+        sizes[p.index]
         for p in pts
         if any(rows.trial_id(space.name, p.index, s) in done for s in range(space.search.seeds))
     ]
-    known = [rows.known_objectives(by_index[c["index"]]) for c in configs]
+    known = [sizes[c["index"]] for c in configs]
     order = search.start_order(space.search.scheduler, dict(space.objectives), known, seen)
     return [configs[i] for i in order]
 

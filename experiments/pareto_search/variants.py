@@ -50,6 +50,13 @@ VARIANTS = {
 }
 
 
+def _row(name: str, f) -> None:
+    print(
+        f"| {name} | {f['compute_to_95pct']:.2f} | {f['front_recall']:.2f} "
+        f"| {f['total_compute']:.2f} |"
+    )
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", nargs="?", default=str(SWEEP))
@@ -61,11 +68,7 @@ def main() -> None:
     print("| variant | compute to 95% | front recall | compute spent |")
     print("|---|---|---|---|")
     for name, judge in VARIANTS.items():
-        f = replay.replay(data, schedulers=("pareto",), judge=judge).figures.loc["pareto"]
-        print(
-            f"| {name} | {f['compute_to_95pct']:.2f} | {f['front_recall']:.2f} "
-            f"| {f['total_compute']:.2f} |"
-        )
+        _row(name, replay.replay(data, schedulers=("pareto",), judge=judge).figures.loc["pareto"])
     others = {
         "pareto_arrival": "default, trials started as they arrive (no spread order)",
         "grid_spread": "(grid, no stopping, in the spread order)",
@@ -73,11 +76,7 @@ def main() -> None:
     }
     got = replay.replay(data, schedulers=tuple(others)).figures
     for s, name in others.items():
-        f = got.loc[s]
-        print(
-            f"| {name} | {f['compute_to_95pct']:.2f} | {f['front_recall']:.2f} "
-            f"| {f['total_compute']:.2f} |"
-        )
+        _row(name, got.loc[s])
 
 
 if __name__ == "__main__":
