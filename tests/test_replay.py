@@ -127,6 +127,29 @@ def test_the_pareto_aware_order_trains_the_ends_of_the_front_first():
     assert replay.simulate("pareto", order, data, 2, 3, ref)["at95"] == 2 * BUDGET
 
 
+def test_subspaces_replay_whole_architectures_against_their_own_grid():
+    # the ends-first space again, two seeds of each architecture
+    sizes = [10.0, 12.0, 15.0, 20.0, 30.0, 40.0, 60.0, 100.0]
+    final = {0: 0.6, 7: 0.9}
+    networks = {
+        f"n-p{i:04d}-s{k}": (size, final.get(i, 0.5))
+        for i, size in enumerate(sizes)
+        for k in (0, 1)
+    }
+    data = replay.full_curves(*sweep(networks))
+    assert replay.architecture("n-p0007-s1") == "n-p0007"
+    # two architectures a draw are four trials (both seeds), enough to replay
+    parts = replay.subspaces(data, 2, draws=5, schedulers=("grid", "grid_spread", "pareto"))
+    assert parts.loc["grid", "ratio_mean"] == 1.0 and parts.loc["grid", "worse_than_grid"] == 0
+    assert parts.loc["grid_spread", "recall_min"] == 1.0 and parts.loc["pareto", "recall_min"] == 1
+    # the whole space: one seed of each end trained first reaches the hypervolume
+    whole = replay.subspaces(data, 8, draws=2, schedulers=("grid_spread",), orders=4)
+    assert 0 < whole.loc["grid_spread", "ratio_mean"] < 1.0
+    for bad in (1, 9):
+        with pytest.raises(ValueError, match="subspaces: expected 2 to 8 architectures"):
+            replay.subspaces(data, bad)
+
+
 def test_a_paused_trial_is_promoted_when_its_rival_ends_worse_and_resumes_where_it_paused():
     # a: small, ahead at the first rung, then it diverges; b: large, behind at the rung
     t = np.arange(1, BUDGET + 1)

@@ -32,6 +32,7 @@ import collections
 import dataclasses
 import heapq
 import itertools
+import re
 import types
 
 import moocore
@@ -348,3 +349,60 @@ def replay(
         figures, len(trials), data.budget, len(front), reference, orders, workers, eta,
         data.size_column,
     )  # fmt: skip
+
+
+def architecture(trial_id: str) -> str:
+    """A trial's architecture: its id without the seed (`name-p0003-s1` -> `name-p0003`)."""
+    return re.sub(r"-s\d+$", "", trial_id)
+
+
+def subspaces(
+    data: Curves,
+    architectures: int = 16,
+    draws: int = 50,
+    schedulers=SCHEDULERS,
+    orders: int = 8,
+    workers: int = 2,
+    eta: int = 3,
+    seed: int = 0,
+) -> pd.DataFrame:
+    """How much a figure of `replay` owes to the one space it was measured on: replay
+    `draws` random subspaces of `architectures` architectures each (all their seeds),
+    each against its own full grid. Per scheduler: the mean and median over the draws
+    of its compute to 95% as a multiple of the random-order grid's in the same draw,
+    the share of draws where it needs more than the grid, and its mean and lowest
+    front recall."""
+    groups = collections.defaultdict(list)
+    for t in data.trials:
+        groups[architecture(t)].append(t)
+    names = sorted(groups)
+    if not 2 <= architectures <= len(names) or draws < 1:
+        raise ValueError(
+            f"subspaces: expected 2 to {len(names)} architectures and 1+ draws, "
+            f"got {architectures} and {draws}"
+        )
+    rng = np.random.default_rng(seed)
+    ratios, recalls = collections.defaultdict(list), collections.defaultdict(list)
+    for _ in range(draws):
+        keep = [t for a in rng.choice(names, architectures, replace=False) for t in groups[a]]
+        part = Curves(
+            {t: data.accuracy[t] for t in keep}, {t: data.size[t] for t in keep},
+            data.budget, data.size_column,
+        )  # fmt: skip
+        both = tuple(dict.fromkeys(("grid", *schedulers)))
+        f = replay(part, both, orders, workers, eta, int(rng.integers(2**31))).figures
+        for s in schedulers:
+            ratios[s].append(f.loc[s, "compute_to_95pct"] / f.loc["grid", "compute_to_95pct"])
+            recalls[s].append(f.loc[s, "front_recall"])
+    return pd.DataFrame(
+        {
+            s: {
+                "ratio_mean": np.mean(ratios[s]),
+                "ratio_median": np.median(ratios[s]),
+                "worse_than_grid": np.mean(np.asarray(ratios[s]) > 1.0),
+                "recall_mean": np.mean(recalls[s]),
+                "recall_min": np.min(recalls[s]),
+            }
+            for s in schedulers
+        }
+    ).T.rename_axis("scheduler")
