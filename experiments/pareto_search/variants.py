@@ -40,6 +40,46 @@ class GainsOnly(ParetoRungs):
         return _dominated(hope, self.finished.values())
 
 
+class Defer(ParetoRungs):
+    """Also put off, rather than stop, a trial that a finished network no larger was
+    ahead of at the same epoch: it waits (paused) until nothing else can run. Every
+    trial still trains unless the default rule stops it; the likelier ones first."""
+
+    def __init__(self, *args, **kw):
+        super().__init__(*args, **kw)
+        self.deferred: set[str] = set()
+
+    def on_result(self, trial, t, result):
+        from explorer.pareto_scheduler import CONTINUE, PAUSE, Seen, _dominated
+
+        said = super().on_result(trial, t, result)
+        if said != CONTINUE or t not in self.at_rung:
+            return said
+        me = self.at_rung[t][trial]
+        behind = [
+            Seen(rival.known, self.finished_curves[tid].get(t, -float("inf")))
+            for tid, rival in self.finished.items()
+        ]
+        if not _dominated(me, behind):
+            return said
+        hope = Seen(me.known, me.value + self.margin(self.curves[trial], t))
+        self.paused[trial] = (t, hope, me.value)
+        self.deferred.add(trial)
+        return PAUSE
+
+    def review(self):
+        stop, promote = super().review()
+        return stop, [p for p in promote if p not in self.deferred]
+
+    def unblock(self):
+        if not self.paused:
+            return None
+        best = max(self.paused, key=lambda p: (p not in self.deferred, self.paused[p][1].value))
+        self.promoted(best)
+        self.deferred.discard(best)
+        return best
+
+
 VARIANTS = {
     "default (grace 1, eta 3, min margin 0.01)": lambda o, b, e: ParetoRungs(o, b, eta=e),
     "the first margin (gains only)": lambda o, b, e: GainsOnly(o, b, eta=e),
@@ -47,6 +87,9 @@ VARIANTS = {
     "min margin 0.03": lambda o, b, e: ParetoRungs(o, b, eta=e, min_margin=0.03),
     "eta 2 (rungs 1, 2, 4, 8)": lambda o, b, e: ParetoRungs(o, b, eta=2),
     "no pausing": lambda o, b, e: NoPausing(o, b, eta=e),
+    "put off what a smaller finished network led at the same epoch": (
+        lambda o, b, e: Defer(o, b, eta=e)
+    ),
 }
 
 
