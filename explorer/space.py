@@ -331,12 +331,40 @@ def grid(space: Space) -> list[Point]:
 
 
 def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[Point]:
-    """n points drawn independently; the same seed gives the same points."""
+    """n points drawn at random, no two alike while the space has points left; the
+    same seed gives the same points.
+
+    A draw that repeats an earlier point (a wasted trial) is drawn again, from a
+    stream of its own and unlike every first draw, so the points drawn unlike the
+    ones before them keep their values whatever the repeats become."""
     n = space.search.num_samples if n is None else n
-    rng = np.random.default_rng(space.search.seed if seed is None else seed)
-    return [
-        make_point(space, i, {k: d.sample(rng) for k, d in space.domains.items()}) for i in range(n)
-    ]
+    seed = space.search.seed if seed is None else seed
+    rng = np.random.default_rng(seed)
+    draws = [{k: d.sample(rng) for k, d in space.domains.items()} for _ in range(n)]
+    taken = {repr(v) for v in draws}
+    left = math.prod(_count(d) for d in space.domains.values()) - len(taken)
+    again = np.random.default_rng([seed, 1])
+    seen: set[str] = set()
+    for i, values in enumerate(draws):
+        tries = 0
+        while repr(values) in seen and left > 0 and tries < 10_000:
+            values = {k: d.sample(again) for k, d in space.domains.items()}
+            if repr(values) in seen or repr(values) in taken:
+                tries += 1
+                values = draws[i]
+                continue
+            taken.add(repr(values))
+            left -= 1
+        seen.add(repr(values))
+        draws[i] = values
+    return [make_point(space, i, values) for i, values in enumerate(draws)]
+
+
+def _count(d: Domain) -> float:
+    """How many values a domain holds (a continuous range: without end)."""
+    if d.is_discrete:
+        return len(d.values)
+    return int(d.high) - int(d.low) + 1 if d.kind == "int" else math.inf
 
 
 def points(space: Space) -> list[Point]:

@@ -111,6 +111,7 @@ def run(
             remaining = max(space.search.num_samples - n_done, 0)
         else:
             pts = spaces.points(space)
+            folder.set_aside_redrawn(out, space, pts, done, stream)
             todo_pts, skipped = rows.skipped_rows(space, pts)
             total = len(pts) * space.search.seeds
             n_done = remaining = 0

@@ -5,7 +5,9 @@
     OUT/rows/*.parquet    one file per finished trial-seed, written atomically by
                           the driver; each row carries its space's digest
     OUT/rows/corrupt/     row files that could not be read, moved aside (re-run)
-    OUT/rows/replaced/    failed rows a --retry-failed sweep trains again
+    OUT/rows/replaced/    failed rows a --retry-failed sweep trains again, and rows
+                          of a point now drawn as another network (with their
+                          curves, in OUT/curves/replaced/)
     OUT/checkpoints.json  each trial's latest checkpoint, so a sweep resumed after
                           its driver died continues a trial where it was
     OUT/results.parquet   all rows, gathered when the sweep ends
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from explorer import rows as rowmod
 from explorer import space as spaces
 
 
@@ -136,6 +139,38 @@ def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream
     return done
 
 
+def set_aside_redrawn(out: Path, space, points, done: set[str], stream=None) -> None:
+    """Done rows whose network is no longer their point's (a random sample drawn by
+    an earlier version, which could repeat a point): each row and its curve move to
+    replaced/, its checkpoint is forgotten, and its trial runs again."""
+    stream = stream or sys.stderr
+    index = checkpoint_index(out)
+    forgot = False
+    for p in points:
+        want = rowmod.spec_fields(p.arch)
+        for seed in range(space.search.seeds):
+            tid = rowmod.trial_id(space.name, p.index, seed)
+            f = out / "rows" / f"{tid}.parquet"
+            if tid not in done or not f.is_file():
+                continue
+            row = pd.read_parquet(f).iloc[0]
+            if all(k not in row or str(row[k]) == str(v) for k, v in want.items()):
+                continue
+            aside = _move(f, out / "rows" / "replaced")
+            curve = out / "curves" / f"{tid}.parquet"
+            if curve.is_file():
+                _move(curve, out / "curves" / "replaced")
+            forgot = index.pop(tid, None) is not None or forgot
+            done.discard(tid)
+            print(
+                f"explorer: warning: {f}: point {p.index} is now drawn as another network; "
+                f"its row moved to {aside} and its trial runs again",
+                file=stream,
+            )
+    if forgot:
+        _save_index(out, index)
+
+
 def _move(f: Path, folder: Path) -> Path:
     folder.mkdir(exist_ok=True)
     target = folder / f.name
@@ -147,6 +182,10 @@ def note_checkpoint(out: Path, trial_id: str, folder: Path) -> None:
     """Record a trial's latest checkpoint in OUT/checkpoints.json (atomically)."""
     index = checkpoint_index(out)
     index[trial_id] = str(folder)
+    _save_index(out, index)
+
+
+def _save_index(out: Path, index: dict[str, str]) -> None:
     tmp = out / ".checkpoints.json.tmp"
     tmp.write_text(json.dumps(index, indent=0, sort_keys=True))
     os.replace(tmp, out / "checkpoints.json")

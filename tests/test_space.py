@@ -62,6 +62,28 @@ search: {method: random, num_samples: 12, seed: SEED}
         assert 32 <= p.arch.base_e <= 160 and isinstance(p.arch.base_e, int)
 
 
+def test_a_random_sample_never_repeats_a_point_while_the_space_has_points_left(write_space):
+    text = """
+space:
+  base_e: {values: [16, 32, 64]}
+  bypass: {values: [none, simple, complex]}
+search: {method: random, num_samples: N, seed: 5}
+"""
+    space = spaces.load(write_space(text.replace("N", "7"), "seven.yaml"))
+    pts = spaces.points(space)
+    assert len({repr(p.values) for p in pts}) == 7  # of the 9 there are
+    # the first draws, made independently: the ones unlike those before them stay
+    rng = np.random.default_rng(5)
+    first = [{k: d.sample(rng) for k, d in space.domains.items()} for _ in range(7)]
+    repeats = [i for i, v in enumerate(first) if v in first[:i]]
+    assert repeats, "this seed draws a point twice"
+    for i, (p, v) in enumerate(zip(pts, first, strict=True)):
+        assert (p.values == v) == (i not in repeats)
+    # more points asked than the space holds: every one of them, then repeats
+    many = spaces.points(spaces.load(write_space(text.replace("N", "12"), "twelve.yaml")))
+    assert len({repr(p.values) for p in many}) == 9 and len(many) == 12
+
+
 def test_recipe_keys_in_the_space_reach_the_recipe(write_space):
     path = write_space("space: {learning_rate: {values: [0.01, 0.1]}}\ntrain: {epochs: 3}")
     pts = spaces.points(spaces.load(path))

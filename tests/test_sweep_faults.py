@@ -57,6 +57,31 @@ def test_rows_of_another_space_never_count_as_done(tiny_space, tmp_path, capsys)
     assert len(list((out / "rows").glob("*.parquet"))) == 1  # nothing removed
 
 
+def test_a_row_whose_point_is_now_another_network_is_set_aside(tiny_space, tmp_path, capsys):
+    space = spaces.load(tiny_space("redrawn", search="{method: random, num_samples: 2}"))
+    out = tmp_path / "sweep"
+    pts = spaces.points(space)
+    for p in pts:
+        results.write_row(out, {**rows.base_row(space, p, 0), "status": "ok", "accuracy": 0.5})
+        results.write_curve(out, rows.trial_id(space.name, p.index, 0), [{"seed": 0, "epoch": 1}])
+    # an earlier version drew point 1 as another network: its row, curve, checkpoint
+    old = rows.trial_id(space.name, 1, 0)
+    row = pd.read_parquet(out / "rows" / f"{old}.parquet").assign(base_e=99)
+    row.to_parquet(out / "rows" / f"{old}.parquet")
+    (tmp_path / "ckpt").mkdir()
+    sweep_folder.note_checkpoint(out, old, tmp_path / "ckpt")
+    done = sweep_folder.done_rows(out, space)
+    assert len(done) == 2
+    sweep_folder.set_aside_redrawn(out, space, pts, done)
+    assert done == {rows.trial_id(space.name, 0, 0)}  # point 1 trains again
+    assert (out / "rows" / "replaced" / f"{old}.parquet").is_file()  # kept, aside
+    assert (out / "curves" / "replaced" / f"{old}.parquet").is_file()
+    assert not (out / "curves" / f"{old}.parquet").exists()
+    assert sweep_folder.checkpoint_index(out) == {}  # never resumed from another network
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "point 1 is now drawn as another network" in err
+
+
 @pytest.mark.parametrize("fault", ["missing", "truncated"])
 def test_a_broken_data_set_stops_the_sweep_before_any_trial(
     tiny_space, tmp_path, capsys, monkeypatch, fault
