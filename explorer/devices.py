@@ -14,6 +14,7 @@ from __future__ import annotations
 import ctypes
 import ctypes.util
 import os
+import sys
 
 from explorer import settings
 from explorer.settings import SettingError
@@ -42,6 +43,11 @@ def split_cpu(n: int | None = None) -> None:
     if n < 1:
         raise DeviceError(f"CPU devices: expected at least 1, got {n}")
     keep_freed_memory()
+    if "jax" not in sys.modules:
+        # JAX reads the count when it is imported: a command that never computes
+        # (inspect, a bad input's one line) never pays for importing it
+        os.environ["JAX_NUM_CPU_DEVICES"] = str(n)
+        return
     import jax  # here: importing this module loads neither jax nor numpy (keep_freed_memory)
 
     try:

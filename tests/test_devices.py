@@ -127,3 +127,30 @@ def test_the_cli_sets_malloc_up_before_its_imports_start_threads():
     # The console script imports explorer.cli first: pandas, so pyarrow's thread.
     cli = _big_output_faults("import explorer.cli")
     assert cli["steady"] < cli["pages"] / 100, cli
+
+
+SPLIT = """
+import json, sys
+from explorer import cli, devices
+assert cli.main(["inspect", {path!r}]) == 0
+imported = "jax" in sys.modules
+devices.split_cpu({n})
+import jax
+print(json.dumps({{"imported": imported, "devices": len(jax.devices("cpu"))}}))
+"""
+
+
+def test_a_command_that_never_computes_never_imports_jax_and_the_split_still_holds(tmp_path):
+    path = tmp_path / "space.yaml"
+    path.write_text("name: ok\n")
+    for n in (1, 3):
+        env = {k: v for k, v in os.environ.items() if k != "JAX_NUM_CPU_DEVICES"}
+        run = subprocess.run(
+            [sys.executable, "-c", SPLIT.format(n=n, path=str(path))],
+            env={**env, "JAX_PLATFORMS": "cpu"},
+            capture_output=True,
+            text=True,
+            timeout=300,
+            check=True,
+        )
+        assert json.loads(run.stdout.splitlines()[-1]) == {"imported": False, "devices": n}
