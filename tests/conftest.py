@@ -163,7 +163,7 @@ def ray_cluster(tmp_path_factory):
             pass
 
 
-def _stop_nodes(*marks: str, wait_s: float = 30.0) -> None:
+def _stop_nodes(*marks: str, wait_s: float = 10.0) -> None:
     """End the processes of this cluster only: those whose command line names its
     head (`ray stop` would end every Ray on the machine, a user's sweep too).
     Their workers end with their raylet."""
