@@ -118,8 +118,9 @@ def by_point(sweep: Path) -> pd.DataFrame:
 
 
 def front_trials(sweep: Path) -> list[str]:
-    """A kept trial of each architecture on the front of seed-averaged accuracy
-    against int8 bytes (the sweep keeps the front's weights)."""
+    """A trial of each architecture on the front of seed-averaged accuracy against
+    int8 bytes: the one already compressed, else one whose weights the sweep kept
+    (it keeps the front's)."""
     points = by_point(sweep)
     on = points[pareto_mask(points, {"accuracy": "max", SIZE: "min"})]
     index = sweep / "checkpoints.json"
@@ -129,8 +130,11 @@ def front_trials(sweep: Path) -> list[str]:
     kept = json.loads(index.read_text())
     rows = results.load(sweep)
     out = []
+    done = {f.name.rsplit("-sp", 1)[0] for f in (HERE / "compressed").glob("*.sqz")}
     for point in on.index:
-        tids = sorted(t for t in rows.loc[rows["point"] == point, "trial_id"] if t in kept)
+        seeds = sorted(rows.loc[rows["point"] == point, "trial_id"])
+        # an architecture compressed once (its seed's weights since dropped) is done
+        tids = [t for t in seeds if t in done] or [t for t in seeds if t in kept]
         out += tids[:1]
     return out
 
