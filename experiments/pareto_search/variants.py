@@ -1,6 +1,6 @@
 """Variants of the Pareto-aware scheduler, replayed over the broad Fire curves.
 
-    python experiments/pareto_search/variants.py [SWEEP] [--size bytes_int8]
+    python experiments/pareto_search/variants.py [SWEEP] [--size bytes_int8] [--subspaces 50]
 
 Each variant is explorer.pareto_scheduler.ParetoRungs with one setting changed,
 replayed as benchmarks/scheduler_replay.py replays the default (20 arrival
@@ -104,6 +104,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sweep", nargs="?", default=str(SWEEP))
     ap.add_argument("--size", default="bytes_int8")
+    ap.add_argument(
+        "--subspaces",
+        type=int,
+        default=0,
+        help="also replay each variant over this many random subspaces of 16 architectures",
+    )
     args = ap.parse_args()
     folder = Path(args.sweep)
     data = replay.full_curves(results.load(folder), results.load_curves(folder), args.size)
@@ -120,6 +126,20 @@ def main() -> None:
     got = replay.replay(data, schedulers=tuple(others)).figures
     for s, name in others.items():
         _row(name, got.loc[s])
+    if args.subspaces:
+        print(
+            f"\n{args.subspaces} random subspaces of 16 architectures: compute to 95% over "
+            "the random-order grid's in the same subspace\n"
+        )
+        print("| variant | mean | needs more than the grid in | front recall, mean (lowest) |")
+        print("|---|---|---|---|")
+        for name, judge in VARIANTS.items():
+            f = replay.subspaces(data, 16, args.subspaces, ("pareto",), judge=judge)
+            f = f.loc["pareto"]
+            print(
+                f"| {name} | {f['ratio_mean']:.2f}x | {f['worse_than_grid']:.0%} "
+                f"| {f['recall_mean']:.2f} ({f['recall_min']:.2f}) |"
+            )
 
 
 if __name__ == "__main__":

@@ -365,13 +365,14 @@ def subspaces(
     workers: int = 2,
     eta: int = 3,
     seed: int = 0,
+    judge=None,
 ) -> pd.DataFrame:
     """How much a figure of `replay` owes to the one space it was measured on: replay
     `draws` random subspaces of `architectures` architectures each (all their seeds),
     each against its own full grid. Per scheduler: the mean and median over the draws
     of its compute to 95% as a multiple of the random-order grid's in the same draw,
     the share of draws where it needs more than the grid, and its mean and lowest
-    front recall."""
+    front recall (`judge`: see `simulate`)."""
     groups = collections.defaultdict(list)
     for t in data.trials:
         groups[architecture(t)].append(t)
@@ -390,7 +391,7 @@ def subspaces(
             data.budget, data.size_column,
         )  # fmt: skip
         both = tuple(dict.fromkeys(("grid", *schedulers)))
-        f = replay(part, both, orders, workers, eta, int(rng.integers(2**31))).figures
+        f = replay(part, both, orders, workers, eta, int(rng.integers(2**31)), judge).figures
         for s in schedulers:
             ratios[s].append(f.loc[s, "compute_to_95pct"] / f.loc["grid", "compute_to_95pct"])
             recalls[s].append(f.loc[s, "front_recall"])
