@@ -99,19 +99,18 @@ def run(
     out = Path(out or default_output(space)).absolute()
     folder.prepare(space_path, space, out, resume or retry_failed)
     with folder.locked(out):
-        done = folder.done_rows(out, space, retry_failed, stream)
+        how = search.METHODS[space.search.method]
+        pts = [] if how.proposes else spaces.points(space)
+        done = folder.done_rows(out, space, retry_failed, stream, pts)
         preflight(space, settings)
         if address is not None:
             node_ip_address = _reachable(address, node_ip_address)
-        how = search.METHODS[space.search.method]
         if how.proposes:  # a searcher proposes the points; done ones warm-start it
             todo_pts, skipped = [], []
             n_done = len({rows.point_id(t) for t in done})
             total = space.search.num_samples * space.search.seeds
             remaining = max(space.search.num_samples - n_done, 0)
         else:
-            pts = spaces.points(space)
-            folder.set_aside_redrawn(out, space, pts, done, stream)
             todo_pts, skipped = rows.skipped_rows(space, pts)
             total = len(pts) * space.search.seeds
             n_done = remaining = 0

@@ -100,12 +100,18 @@ def prepare(space_path: Path, space: spaces.Space, out: Path, resume: bool) -> N
         raise SweepError(f"{out}: cannot use as the sweep folder ({e.strerror or e})") from None
 
 
-def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream=None) -> set[str]:
+def done_rows(
+    out: Path, space: spaces.Space, retry_failed: bool = False, stream=None, points=()
+) -> set[str]:
     """Trial ids that already have a row of this space; clean up what a crash left.
 
     A row file that cannot be read is moved to rows/corrupt/ (its trial runs
     again) with a warning. Rows of another space refuse the sweep. With
     retry_failed, failed rows move to rows/replaced/ and their trials run again.
+    Given the space's enumerated `points`, a row whose network is no longer its
+    point's (a random sample drawn by an earlier version, which could repeat a
+    point) moves to rows/replaced/ with its curve, its checkpoint is forgotten,
+    and its trial runs again.
     """
     stream = stream or sys.stderr
     rows = out / "rows"
@@ -113,6 +119,11 @@ def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream
         return set()
     for f in rows.glob("*.tmp"):  # a write a crash interrupted: never a row
         f.unlink(missing_ok=True)
+    networks = {
+        rowmod.trial_id(space.name, p.index, seed): p
+        for p in points
+        for seed in range(space.search.seeds)
+    }
     done = set()
     for f in sorted(rows.glob("*.parquet")):
         try:
@@ -132,6 +143,10 @@ def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream
                 f"{f}: a row of another space (digest {digest or 'none'}, this space's "
                 f"{space.digest}); start this sweep in another --output"
             )
+        point = networks.get(f.stem)
+        if point is not None and _drawn_otherwise(row.iloc[0], point):
+            _set_aside_redrawn(out, f, point, stream)
+            continue
         if retry_failed and status == "failed":
             _move(f, rows / "replaced")
             continue
@@ -139,36 +154,27 @@ def done_rows(out: Path, space: spaces.Space, retry_failed: bool = False, stream
     return done
 
 
-def set_aside_redrawn(out: Path, space, points, done: set[str], stream=None) -> None:
-    """Done rows whose network is no longer their point's (a random sample drawn by
-    an earlier version, which could repeat a point): each row and its curve move to
-    replaced/, its checkpoint is forgotten, and its trial runs again."""
-    stream = stream or sys.stderr
+def _drawn_otherwise(row: pd.Series, point: spaces.Point) -> bool:
+    """Whether a row's metaparameters are not its point's."""
+    want = rowmod.spec_fields(point.arch)
+    return any(k in row and str(row[k]) != str(v) for k, v in want.items())
+
+
+def _set_aside_redrawn(out: Path, f: Path, point: spaces.Point, stream) -> None:
+    """A row (and its curve) of a point now drawn as another network, moved aside,
+    its checkpoint forgotten: its trial runs again, never from another network."""
+    aside = _move(f, out / "rows" / "replaced")
+    curve = out / "curves" / f.name
+    if curve.is_file():
+        _move(curve, out / "curves" / "replaced")
     index = checkpoint_index(out)
-    forgot = False
-    for p in points:
-        want = rowmod.spec_fields(p.arch)
-        for seed in range(space.search.seeds):
-            tid = rowmod.trial_id(space.name, p.index, seed)
-            f = out / "rows" / f"{tid}.parquet"
-            if tid not in done or not f.is_file():
-                continue
-            row = pd.read_parquet(f).iloc[0]
-            if all(k not in row or str(row[k]) == str(v) for k, v in want.items()):
-                continue
-            aside = _move(f, out / "rows" / "replaced")
-            curve = out / "curves" / f"{tid}.parquet"
-            if curve.is_file():
-                _move(curve, out / "curves" / "replaced")
-            forgot = index.pop(tid, None) is not None or forgot
-            done.discard(tid)
-            print(
-                f"explorer: warning: {f}: point {p.index} is now drawn as another network; "
-                f"its row moved to {aside} and its trial runs again",
-                file=stream,
-            )
-    if forgot:
+    if index.pop(f.stem, None) is not None:
         _save_index(out, index)
+    print(
+        f"explorer: warning: {f}: point {point.index} is now drawn as another network; "
+        f"its row moved to {aside} and its trial runs again",
+        file=stream,
+    )
 
 
 def _move(f: Path, folder: Path) -> Path:

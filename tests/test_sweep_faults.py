@@ -70,9 +70,8 @@ def test_a_row_whose_point_is_now_another_network_is_set_aside(tiny_space, tmp_p
     row.to_parquet(out / "rows" / f"{old}.parquet")
     (tmp_path / "ckpt").mkdir()
     sweep_folder.note_checkpoint(out, old, tmp_path / "ckpt")
-    done = sweep_folder.done_rows(out, space)
-    assert len(done) == 2
-    sweep_folder.set_aside_redrawn(out, space, pts, done)
+    assert len(sweep_folder.done_rows(out, space)) == 2  # without the points: both done
+    done = sweep_folder.done_rows(out, space, points=pts)
     assert done == {rows.trial_id(space.name, 0, 0)}  # point 1 trains again
     assert (out / "rows" / "replaced" / f"{old}.parquet").is_file()  # kept, aside
     assert (out / "curves" / "replaced" / f"{old}.parquet").is_file()
