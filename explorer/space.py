@@ -344,18 +344,17 @@ def sample(space: Space, n: int | None = None, seed: int | None = None) -> list[
     taken = {repr(v) for v in draws}
     left = math.prod(_count(d) for d in space.domains.values()) - len(taken)
     again = np.random.default_rng([seed, 1])
-    seen: set[str] = set()
+    seen: set[str] = set()  # the points kept so far (all of them in `taken`)
     for i, values in enumerate(draws):
-        tries = 0
-        while repr(values) in seen and left > 0 and tries < 10_000:
-            values = {k: d.sample(again) for k, d in space.domains.items()}
-            if repr(values) in seen or repr(values) in taken:
-                tries += 1
-                values = draws[i]
-                continue
-            taken.add(repr(values))
-            left -= 1
-        seen.add(repr(values))
+        key = repr(values)
+        for _ in range(10_000 if key in seen and left > 0 else 0):
+            other = {k: d.sample(again) for k, d in space.domains.items()}
+            if repr(other) not in taken:
+                values, key = other, repr(other)
+                taken.add(key)
+                left -= 1
+                break
+        seen.add(key)
         draws[i] = values
     return [make_point(space, i, values) for i, values in enumerate(draws)]
 
