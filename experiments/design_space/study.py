@@ -130,7 +130,7 @@ def front_trials(sweep: Path) -> list[str]:
     kept = json.loads(index.read_text())
     rows = results.load(sweep)
     out = []
-    done = {f.name.rsplit("-sp", 1)[0] for f in (HERE / "compressed").glob("*.sqz")}
+    done = {compressed_trial(f) for f in (HERE / "compressed").glob("*.sqz")}
     for point in on.index:
         seeds = sorted(rows.loc[rows["point"] == point, "trial_id"])
         # an architecture compressed once (its seed's weights since dropped) is done
@@ -139,13 +139,18 @@ def front_trials(sweep: Path) -> list[str]:
     return out
 
 
+def compressed_trial(path) -> str:
+    """The trial a compressed file of compress_front.sh was made from."""
+    return Path(path).name.rsplit("-sp", 1)[0]
+
+
 def compressed(sweep: Path) -> pd.DataFrame | None:
     """The compressed files of compress_front.sh, each beside its architecture's int8 row."""
     files = sorted((HERE / "compressed").glob("*.json"))
     if not files:
         return None
     got = pd.DataFrame([json.loads(f.read_text()) for f in files])
-    got["trial_id"] = [Path(p).name.rsplit("-sp", 1)[0] for p in got["path"]]
+    got["trial_id"] = [compressed_trial(p) for p in got["path"]]
     point = results.load(sweep).set_index("trial_id")["point"]
     got["point"] = [point[t] for t in got["trial_id"]]
     return got.merge(by_point(sweep).reset_index(), on="point")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from explorer import results
 from explorer.analysis import replay
-from explorer.pareto_scheduler import ParetoRungs
+from explorer.pareto_scheduler import CONTINUE, PAUSE, ParetoRungs, Seen, _dominated
 
 SWEEP = Path(__file__).resolve().parent / "broad_fire"
 
@@ -35,8 +35,6 @@ class GainsOnly(ParetoRungs):
     far ahead the finished rival was at the same epoch."""
 
     def _beaten(self, t, value, hope) -> bool:
-        from explorer.pareto_scheduler import _dominated
-
         return _dominated(hope, self.finished.values())
 
 
@@ -50,8 +48,6 @@ class Defer(ParetoRungs):
         self.deferred: set[str] = set()
 
     def on_result(self, trial, t, result):
-        from explorer.pareto_scheduler import CONTINUE, PAUSE, Seen, _dominated
-
         said = super().on_result(trial, t, result)
         if said != CONTINUE or t not in self.at_rung:
             return said

@@ -384,13 +384,13 @@ def subspaces(
         )
     rng = np.random.default_rng(seed)
     ratios, recalls = collections.defaultdict(list), collections.defaultdict(list)
+    both = tuple(dict.fromkeys(("grid", *schedulers)))
     for _ in range(draws):
         keep = [t for a in rng.choice(names, architectures, replace=False) for t in groups[a]]
         part = Curves(
             {t: data.accuracy[t] for t in keep}, {t: data.size[t] for t in keep},
             data.budget, data.size_column,
         )  # fmt: skip
-        both = tuple(dict.fromkeys(("grid", *schedulers)))
         f = replay(part, both, orders, workers, eta, int(rng.integers(2**31)), judge).figures
         for s in schedulers:
             ratios[s].append(f.loc[s, "compute_to_95pct"] / f.loc["grid", "compute_to_95pct"])
