@@ -210,10 +210,11 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         )
         search_alg = None
         if how.proposes:
-            prior = prior_results(space, out)
-            search_alg = how.searcher(dict(space.objectives), space.search.seed, prior)
-        if how.proposes:
-            param_space = {k: _tune_domain(d) for k, d in space.domains.items()}
+            search_alg = how.searcher(space, seed_groups(space), out)
+            # an enumerating searcher's configs hold the point; Tune samples nothing
+            param_space = {} if how.enumerated else {
+                k: _tune_domain(d) for k, d in space.domains.items()
+            }
             num_samples = max(space.search.num_samples - n_done, 0)
         else:
             param_space = {"cfg": tune.grid_search(configs)}
@@ -367,26 +368,3 @@ def _tune_domain(d: spaces.Domain):
     if d.kind == "loguniform":
         return tune.loguniform(d.low, d.high)
     return tune.randint(int(d.low), int(d.high) + 1)
-
-
-def prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:
-    """Finished points of a searcher and their objectives (mean over seeds), to warm-start it."""
-    try:
-        table = results.load(out)
-    except results.ResultsError:
-        return []
-    keys, objectives = list(space.domains), list(space.objectives)
-    if not set(keys) <= set(table.columns):
-        return []  # a recipe key with no column of its own: start the searcher afresh
-    ok = table[table["status"] == "ok"]
-    prior = []
-    for _, group in ok.groupby("point"):
-        values = {k: _plain(group[k].iloc[0]) for k in keys}
-        scores = [float(group[m].mean()) for m in objectives]
-        prior.append((values, scores if len(scores) > 1 else scores[0]))
-    return prior
-
-
-def _plain(x):
-    """numpy/pandas scalars -> Python, so a searcher sees the same values it proposed."""
-    return x.item() if hasattr(x, "item") else x

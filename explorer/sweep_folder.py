@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from explorer import results
 from explorer import rows as rowmod
 from explorer import space as spaces
 
@@ -204,3 +205,26 @@ def checkpoint_index(out: Path) -> dict[str, str]:
     except (OSError, ValueError):
         return {}
     return {k: v for k, v in index.items() if isinstance(v, str) and Path(v).is_dir()}
+
+
+def prior_results(space: spaces.Space, out: Path) -> list[tuple[dict, list | float]]:
+    """Finished points of a searcher and their objectives (mean over seeds), to warm-start it."""
+    try:
+        table = results.load(out)
+    except results.ResultsError:
+        return []
+    keys, objectives = list(space.domains), list(space.objectives)
+    if not set(keys) <= set(table.columns):
+        return []  # a recipe key with no column of its own: start the searcher afresh
+    ok = table[table["status"] == "ok"]
+    prior = []
+    for _, group in ok.groupby("point"):
+        values = {k: _plain(group[k].iloc[0]) for k in keys}
+        scores = [float(group[m].mean()) for m in objectives]
+        prior.append((values, scores if len(scores) > 1 else scores[0]))
+    return prior
+
+
+def _plain(x):
+    """numpy/pandas scalars -> Python, so a searcher sees the same values it proposed."""
+    return x.item() if hasattr(x, "item") else x

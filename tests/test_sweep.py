@@ -9,7 +9,7 @@ import time
 import pandas as pd
 import pytest
 
-from explorer import cli, results, rows, sweep
+from explorer import cli, results, rows, sweep_folder
 from explorer import space as spaces
 
 pytestmark = pytest.mark.slow
@@ -213,7 +213,7 @@ def test_local_tpe_sweep_with_constraints_and_bad_resume(tiny_space, tmp_path, c
     assert f"trial {unkept} kept no weights" in capsys.readouterr().err
     # what a resumed TPE sweep warm-starts Optuna with: each finished point's values
     # and objectives
-    prior = sweep.prior_results(spaces.load(space), out)
+    prior = sweep_folder.prior_results(spaces.load(space), out)
     assert len(prior) == len(ok)
     for values, (acc, params) in prior:
         hit = ok[
