@@ -229,8 +229,9 @@ def cmd_sweep(args) -> int:
 
         curves = results.load_curves(out)
         written = write_report(
-            table, out / "report", objectives=dict(space.objectives), curves=curves
-        )
+            table, out / "report", objectives=dict(space.objectives), curves=curves,
+            candidates=candidates_of(space),
+        )  # fmt: skip
         print(f"report: {out / 'report' / 'report.html'} ({len(written)} files)")
     if len(failed):  # the sweep finished, but not every trial did: say so in the status
         print(f"{len(failed)} failed; after fixing the cause: --retry-failed", file=sys.stderr)
@@ -239,6 +240,19 @@ def cmd_sweep(args) -> int:
 
 
 # ---------------------------------------------------------------- report
+def candidates_of(space: spaces.Space):
+    """The points a proposing method chose from, with their known sizes (a table for
+    the report's "where the search went"), or None for methods that enumerate."""
+    from explorer import rows, search
+
+    if not search.METHODS[space.search.method].enumerated:
+        return None
+    import pandas as pd
+
+    pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
+    return pd.DataFrame([{"point": p.index, **rows.known_objectives(p)} for p in pts])
+
+
 def cmd_report(args) -> int:
     from explorer import results
     from explorer.analysis.report import write_report
@@ -254,11 +268,13 @@ def cmd_report(args) -> int:
             objectives[metric] = direction
     src = Path(args.results)
     folder = src.parent if src.is_file() else src
-    if objectives is None and (folder / "space.yaml").is_file():  # the sweep's own
-        objectives = dict(spaces.load(folder / "space.yaml").objectives)
+    space = spaces.load(folder / "space.yaml") if (folder / "space.yaml").is_file() else None
+    if objectives is None and space is not None:  # the sweep's own
+        objectives = dict(space.objectives)
     out = Path(args.out) if args.out else folder / "report"
     curves = results.load_curves(folder) if (folder / "curves").is_dir() else None
-    written = write_report(table, out, objectives=objectives, curves=curves)
+    cands = candidates_of(space) if space is not None and not args.objective else None
+    written = write_report(table, out, objectives=objectives, curves=curves, candidates=cands)
     pngs = [p for p in written if p.endswith(".png")]
     print(f"report written to {out}/report.md and report.html, {len(pngs)} plots")
     return 0

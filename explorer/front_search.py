@@ -12,24 +12,14 @@ a resumed sweep never proposes a point it has trained.
 from __future__ import annotations
 
 import collections
-import math
 
 import pandas as pd
 from ray.tune.search import Searcher
 
 from explorer import rows
 from explorer import space as spaces
-from explorer.domains import MAX_POINTS
 from explorer.pareto_scheduler import LEARNED
 from explorer.proposer import FrontProposer, encode
-
-
-def candidates(space: spaces.Space) -> list[spaces.Point]:
-    """The points the proposer chooses from: the grid, or MAX_POINTS drawn at random."""
-    if all(d.is_discrete for d in space.domains.values()):
-        if math.prod(len(d.values) for d in space.domains.values()) <= MAX_POINTS:
-            return spaces.grid(space)
-    return spaces.sample(space, n=MAX_POINTS)
 
 
 class FrontSearch(Searcher):
@@ -46,7 +36,7 @@ class FrontSearch(Searcher):
             )
         super().__init__(metric=learned, mode="max")
         self.space, self.groups, self.learned = space, groups, learned
-        pts = [p for p in candidates(space) if not rows.constraint_violations(space, p)]
+        pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
         if not pts:
             raise ValueError("search.method ehvi: every point breaks the constraints")
         self.points = pts

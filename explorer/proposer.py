@@ -31,7 +31,7 @@ import numpy as np
 from scipy.special import ndtr
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.gaussian_process import GaussianProcessRegressor
-from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
+from sklearn.gaussian_process.kernels import ConstantKernel, DotProduct, Matern, WhiteKernel
 
 # Noise assumed for a trial's gain to the end when no trial has finished yet (a
 # fraction of accuracy: a few points, as early epochs differ from final ones here).
@@ -184,11 +184,15 @@ class FrontProposer:
 
     # ------------------------------------------------------------ model
     def _fit(self, idx: np.ndarray, y: np.ndarray, var: np.ndarray) -> GaussianProcessRegressor:
-        d = self.x.shape[1]
         optimise = self.kernel is None or len(idx) >= self.fitted_at + self.refit_every
-        kernel = self.kernel or ConstantKernel(1.0, (1e-2, 1e2)) * Matern(
-            np.ones(d), (5e-2, 2e1), nu=2.5
-        ) + WhiteKernel(1e-2, (1e-5, 1.0))
+        # One length scale for all features, plus a linear trend (accuracy mostly rises
+        # with size): with tens of points, per-feature length scales overfit and are
+        # overconfident (docs/search.md).
+        kernel = self.kernel or (
+            ConstantKernel(1.0, (1e-2, 1e2)) * Matern(1.0, (5e-2, 2e1), nu=2.5)
+            + ConstantKernel(0.1, (1e-3, 1e1)) * DotProduct(1.0, (1e-2, 1e2))
+            + WhiteKernel(1e-2, (1e-5, 1.0))
+        )
         gp = GaussianProcessRegressor(
             kernel,
             alpha=var / max(np.var(y), 1e-6) + 1e-8,  # in the normalised units of y

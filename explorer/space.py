@@ -371,6 +371,15 @@ def points(space: Space) -> list[Point]:
     return sample(space) if searches.METHODS[space.search.method].sampled else grid(space)
 
 
+def candidates(space: Space) -> list[Point]:
+    """The points a proposer chooses from: the grid of a discrete space within the grid
+    limit, else MAX_POINTS drawn at random (numbered as drawn)."""
+    if all(d.is_discrete for d in space.domains.values()):
+        if math.prod(len(d.values) for d in space.domains.values()) <= MAX_POINTS:
+            return grid(space)
+    return sample(space, n=MAX_POINTS)
+
+
 def _check_points(space: Space) -> None:
     """Plan every grid point (or a sample) so impossible networks fail at load."""
     if not searches.METHODS[space.search.method].sampled:

@@ -212,10 +212,12 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         if how.proposes:
             search_alg = how.searcher(space, seed_groups(space), out)
             # an enumerating searcher's configs hold the point; Tune samples nothing
-            param_space = {} if how.enumerated else {
-                k: _tune_domain(d) for k, d in space.domains.items()
-            }
+            param_space = (
+                {} if how.enumerated else {k: _tune_domain(d) for k, d in space.domains.items()}
+            )
             num_samples = max(space.search.num_samples - n_done, 0)
+            if how.enumerated:  # a trial per seed group of each point it proposes
+                num_samples *= len(seed_groups(space))
         else:
             param_space = {"cfg": tune.grid_search(configs)}
             num_samples = 1

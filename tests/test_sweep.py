@@ -63,6 +63,48 @@ def test_sweep_on_a_two_node_cluster(ray_cluster, tiny_space, tmp_path):
     assert "best by accuracy" in text and "cluster-p000" in text
 
 
+def test_ehvi_sweep_on_the_cluster_trains_its_budget_and_resumes(ray_cluster, tiny_space, tmp_path):
+    # a space of 1,728 points, a budget of 2, two seeds a point, the scheduler in the loop
+    extra = (
+        "  squeeze_ratio: {values: [0.125, 0.25, 0.5, 0.75]}\n"
+        "  pct3x3: {values: [0.25, 0.5, 0.75]}\n"
+        "  bypass: {values: [none, simple, complex]}\n"
+        "  pool_after: {values: [[conv1, fire2, fire4], [conv1, fire3, fire5], "
+        "[conv1, fire4, fire6]]}\n"
+        "  learning_rate: {values: [0.003, 0.002]}\n"
+        "  dropout: {values: [0.0, 0.5]}\n"
+        "constraints: {max_params: 12000}"
+    )
+    search = "{method: ehvi, num_samples: 2, seeds: 2, scheduler: pareto, onnx_latency: false}"
+    space = tiny_space("ehvi", base_e="{values: [8, 12, 16, 20]}", extra=extra, epochs=2,
+                       search=search)  # fmt: skip
+    s = spaces.load(space)
+    assert len(spaces.candidates(s)) == 1728
+    out = tmp_path / "sweep"
+    argv = ["sweep", space, "--output", out, *cluster_args(ray_cluster), "--report"]
+    proc = explorer(*argv, env=ray_cluster["env"])
+    text, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, text
+    table = pd.read_parquet(out / "results.parquet")
+    assert len(table) == 4 and table["point"].nunique() == 2  # a row for every trial
+    assert set(table["status"]) <= {"ok", "stopped"}, table[["trial_id", "error"]]
+    assert (table["params"] <= 12000).all()  # the constraint holds for every proposal
+    pts = {p.index: p for p in spaces.candidates(s)}
+    for _, r in table.iterrows():  # each row is the grid point its id names
+        assert r["trial_id"] == rows.trial_id("ehvi", r["point"], r["seed"])
+        assert r["squeeze_ratio"] == pts[r["point"]].values["squeeze_ratio"]
+    report = (out / "report" / "report.md").read_text()
+    assert "trained 2 of the 1,728" in report and (out / "report" / "explored.png").is_file()
+    # resumed with nothing left: the searcher, fed the rows, trains nothing again
+    proc = explorer(*argv, "--resume", env=ray_cluster["env"])
+    text, _ = proc.communicate(timeout=600)
+    assert proc.returncode == 0, text
+    assert "4 already done" in text
+    assert (
+        pd.read_parquet(out / "results.parquet")["trial_id"].tolist() == table["trial_id"].tolist()
+    )
+
+
 def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, tmp_path):
     space = tiny_space(
         "resumable", base_e="{values: [8, 12, 16, 20]}", epochs=3, search="{method: grid, seeds: 1}"

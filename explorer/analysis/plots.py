@@ -94,7 +94,7 @@ def decades(values: pd.Series) -> float:
     return math.log10(v.max() / v.min()) if len(v) else 0.0
 
 
-def _format_axis(ax, which: str, col: str, values: pd.Series | None = None) -> None:
+def format_axis(ax, which: str, col: str, values: pd.Series | None = None) -> None:
     """Label and units of ax's x or y axis; log scale when values span > 1 decade."""
     axis = ax.xaxis if which == "x" else ax.yaxis
     if values is not None and col not in PERCENT and decades(values) > 1:
@@ -181,8 +181,8 @@ def pareto(
                 zorder=3,
                 label=name,
             )
-    _format_axis(ax, "x", x, xs[shown])
-    _format_axis(ax, "y", y)
+    format_axis(ax, "x", x, xs[shown])
+    format_axis(ax, "y", y)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
     ax.set_title(title or f"{label(y)} vs {label(x)}: Pareto front")
@@ -203,7 +203,7 @@ def edf(edf_frame: pd.DataFrame, title: str | None = None) -> Figure:
         name = str(group) if by is None else f"{by}={group}"
         ax.step(e, f, where="post", label=f"{name} (n={part['n'].iloc[0]})")
     ax.set_ylim(0, 1.02)
-    _format_axis(ax, "x", "error")
+    format_axis(ax, "x", "error")
     if metric != "accuracy":
         ax.set_xlabel(f"1 - {label(metric)}")
     ax.set_ylabel(label("fraction"))
@@ -233,8 +233,8 @@ def sensitivity(sens_frame: pd.DataFrame, param: str, title: str | None = None) 
             fmt="o-" if numeric else "o",
             capsize=4,
         )
-        _format_axis(ax, "x", param)
-        _format_axis(ax, "y", m)
+        format_axis(ax, "x", param)
+        format_axis(ax, "y", m)
         ax.grid(True, alpha=0.3)
         ax.set_title(label(m))
     n = sens_frame["n"]

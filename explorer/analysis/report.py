@@ -25,6 +25,7 @@ import explorer.analysis.interactive_curves as interactive_curves
 import explorer.analysis.plots as plots
 from explorer.analysis.architectures import architectures, edf_by, objective_columns, ok_measured
 from explorer.analysis.edf import edf, sensitivity
+from explorer.analysis.explored import explored
 from explorer.analysis.pareto import (
     DEFAULT_OBJECTIVES,
     DIRECTIONS,
@@ -330,11 +331,13 @@ def write_report(
     title: str | None = None,
     objectives: dict[str, Direction] | None = None,
     curves: pd.DataFrame | None = None,
+    candidates: pd.DataFrame | None = None,
 ) -> dict[str, Path]:
     """Write report.md, report.html and the figures' PNGs; return them by file name.
 
     `curves` (one row per trial, seed and epoch) adds the learning curves of the
-    front's trials to the interactive figures.
+    front's trials to the interactive figures; `candidates` (the points a proposing
+    method chose from, with their known sizes) adds where the search went.
     """
     objectives = objectives or DEFAULT_OBJECTIVES
     ok = check_table(df)
@@ -346,13 +349,16 @@ def write_report(
     title = title or f"Design-space report: {_uniques(df, 'space')}"
     written: dict[str, Path] = {}
     images: list[tuple[str, str, bytes]] = []  # (file name, caption, png)
-    for stem, fig in figures(df, objectives).items():
+    figs, went = figures(df, objectives), None
+    if candidates is not None:
+        went, figs["explored"] = explored(df, candidates, objectives)
+    for stem, fig in figs.items():
         path = out / f"{stem}.png"
         caption = plots.title(fig)
         fig.savefig(path, dpi=110, metadata={"Title": caption, "Software": "squeeze-explorer"})
         images.append((path.name, caption, path.read_bytes()))
         written[path.name] = path
-    lines = summary(df)
+    lines = summary(df) + ([("search", went)] if went else [])
     table = pareto_table(aggregate_seeds(ok), objectives)
     bad = failures(df)
     objs = ", ".join(f"{c} ({d})" for c, d in objectives.items())

@@ -263,3 +263,34 @@ def load_pool(rows: pd.DataFrame, curves: pd.DataFrame, space, size: str, seed: 
     point = rows.set_index("trial_id")["point"]
     values = [{k: pts[int(point[t])].values[k] for k in space.varied} for t in data.trials]
     return Pool(data, values)
+
+
+def subspaces(pool: Pool, methods, architectures: int, draws: int, workers: int = 2,
+              seeds: int = 3, seed: int = 0) -> pd.DataFrame:  # fmt: skip
+    """How a figure varies across spaces: `draws` random subsets of `architectures`
+    of the pool, each replayed against its own hypervolume (`seeds` runs a method).
+    Per method: the mean and median over the draws of its compute to 95% over random
+    search's in the same draw, and the share of draws where it needs more."""
+    if not 4 <= architectures <= len(pool.trials) or draws < 1:
+        raise ValueError(
+            f"subspaces: expected 4 to {len(pool.trials)} architectures and 1+ draws, "
+            f"got {architectures} and {draws}"
+        )
+    rng = np.random.default_rng(seed)
+    ratios = collections.defaultdict(list)
+    for _ in range(draws):
+        part = pool.subset(rng.choice(pool.trials, architectures, replace=False))
+        first = int(rng.integers(2**31))
+        got = compare(part, dict.fromkeys(["random", *methods]), seeds, workers, first_seed=first)
+        for m in methods:
+            ratios[m].append(got.loc[m, "compute_to_95pct"] / got.loc["random", "compute_to_95pct"])
+    return pd.DataFrame(
+        {
+            m: {
+                "ratio_mean": np.mean(r),
+                "ratio_median": np.median(r),
+                "worse_than_random": np.mean(np.asarray(r) > 1.0),
+            }
+            for m, r in ratios.items()
+        }
+    ).T.rename_axis("method")
