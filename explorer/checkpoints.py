@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer import architecture as arch
+from explorer.console import first_line
 
 PREFIX = "epoch"
 ITEMS = ("params", "opt_state", "meta")
@@ -153,7 +154,7 @@ def restore(folder: str | Path, epoch: int | None = None, opt_state_like=None):
         except CheckpointError:
             raise
         except Exception as e:  # orbax, tensorstore and json raise many kinds
-            raise CheckpointError(f"{where} cannot be read: {_first_line(e)}") from None
+            raise CheckpointError(f"{where} cannot be read: {first_line(e)}") from None
     finally:
         mngr.close()
     params = jax.tree.map(np.asarray, got["params"])
@@ -193,10 +194,13 @@ def meta_for(spec: arch.ArchSpec, recipe, data, seed: int, dataset=None, **extra
 
 
 def spec_of(meta: dict) -> arch.ArchSpec:
-    """The ArchSpec a checkpoint's meta describes."""
+    """The network a checkpoint's or a compressed file's meta names, checked (ArchError
+    when its metaparameters make no network)."""
     d = dict(meta["spec"])
     d["pool_after"] = tuple(d["pool_after"])
-    return arch.ArchSpec(**d)
+    spec = arch.ArchSpec(**d)
+    arch.check(spec)
+    return spec
 
 
 def _opt_tree(leaves: list, meta: dict, params, like, where: str):
@@ -294,8 +298,3 @@ def jsonable(o):
     if isinstance(o, (set, tuple)):
         return list(o)
     raise TypeError(f"meta: {type(o).__name__} is not JSON-able")
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__

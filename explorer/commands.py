@@ -372,8 +372,8 @@ def cmd_compress(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from explorer import checkpoints, export, sqzfile
     from explorer import data as datasets
-    from explorer import export, sqzfile
 
     if Path(args.model).suffix == sqzfile.SUFFIX:
         from explorer import deploy
@@ -385,7 +385,7 @@ def cmd_evaluate(args) -> int:
             args.settings.fashion_mnist_dir,
             args.settings,
         )
-        spec = sqzfile.spec_of(decoded.meta)
+        spec = checkpoints.spec_of(decoded.meta)
         f32 = complexity.bytes_f32(arch.plan(spec))
         print(
             f"{args.model}: top-1 {100 * top1:.2f}% on {n:,} {decoded.meta['dataset']} test "

@@ -9,12 +9,19 @@ import time
 import numpy as np
 
 
-def human_bytes(n: float) -> str:
-    """1234567 -> '1.23 MB' (decimal units, as model sizes are quoted)."""
+def human_bytes(n: float, _pos=None) -> str:
+    """1234567 -> '1.23 MB' (decimal units, as model sizes are quoted; 3 significant
+    digits). `_pos` lets matplotlib use it as an axis formatter."""
     for unit, scale in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
-        if n >= scale:
-            return f"{n / scale:.2f} {unit}"
-    return f"{int(n)} B"
+        if abs(n) >= scale:
+            return f"{n / scale:.3g} {unit}"
+    return f"{n:.3g} B"
+
+
+def first_line(e: Exception, limit: int = 300) -> str:
+    """An exception's first line (its type's name when it has no text), for a one-line error."""
+    text = str(e).strip().splitlines()
+    return text[0][:limit] if text else type(e).__name__
 
 
 def format_table(rows: list[dict]) -> str:

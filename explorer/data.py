@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from explorer.console import first_line
 from explorer.settings import FASHION_MNIST_DIR
 
 IDX_FILES = {
@@ -71,7 +72,7 @@ def info(name: str, data_dir: str | None = None) -> DataInfo:
         shape, classes = features["image"].shape, features["label"].num_classes
     except Exception as e:  # tfds raises several kinds for an unknown name
         raise DatasetError(
-            f"unknown data set {name!r} (tensorflow-datasets says: {_first_line(e)}); "
+            f"unknown data set {name!r} (tensorflow-datasets says: {first_line(e)}); "
             f"built in: {', '.join(KNOWN)}"
         ) from None
     if len(shape) != 3 or shape[0] != shape[1] or shape[0] is None:
@@ -152,7 +153,7 @@ def _read_tfds(name: str, split: str, data_dir: str | None, download: bool = Fal
     except Exception as e:
         raise DatasetError(
             f"{name}: could not load the {split!r} split through tensorflow-datasets "
-            f"({_first_line(e)}). Prepare it on a machine that is online with "
+            f"({first_line(e)}). Prepare it on a machine that is online with "
             f"`tfds build {name} --file_format=array_record --data_dir DIR` and pass "
             "that folder as dataset.data_dir (--data-dir), or, when online, set "
             "dataset.download: true (--download)"
@@ -170,8 +171,3 @@ def _tfds():
     import tensorflow_datasets as tfds
 
     return tfds
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0] if text else type(e).__name__

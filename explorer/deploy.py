@@ -200,7 +200,7 @@ def evaluate_compressed(
     meta = decoded.meta
     data = _data(meta, data_dir, fashion_mnist_dir, 1, test_size or meta.get("test_size"))
     recipe = Recipe.model_validate_json(meta["recipe"]) if meta.get("recipe") else Recipe()
-    spec = sqzfile.spec_of(meta)
+    spec = checkpoints.spec_of(meta)
     top1 = compression.evaluate(
         spec, recipe, data, decoded.params, settings, meta.get("mean"), meta.get("std")
     )

@@ -29,6 +29,7 @@ import numpy as np
 
 from explorer.architecture import ArchSpec, Plan
 from explorer.architecture import plan as make_plan
+from explorer.console import first_line
 
 INPUT, OUTPUT = "images", "logits"
 DTYPES = ("uint8", "float32")
@@ -80,7 +81,7 @@ def to_onnx(
             warnings.simplefilter("ignore", DeprecationWarning)
             proto = _jax2onnx()(forward, [x], model_name="squeezenet")
     except Exception as e:  # the converter raises many kinds for what it cannot convert
-        raise ExportError(f"jax2onnx could not convert the network: {_first_line(e)}") from None
+        raise ExportError(f"jax2onnx could not convert the network: {first_line(e)}") from None
     _rename(proto, proto.graph.input[0].name, INPUT)
     _rename(proto, proto.graph.output[0].name, OUTPUT)
     info = {
@@ -106,7 +107,7 @@ def to_onnx(
         onnx.checker.check_model(proto)
     except Exception as e:
         raise ExportError(
-            f"the exported graph does not pass ONNX's checker: {_first_line(e)}"
+            f"the exported graph does not pass ONNX's checker: {first_line(e)}"
         ) from None
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -217,7 +218,7 @@ def _session(path, threads: int | None = None):
         s = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     except Exception as e:
         raise ExportError(
-            f"{path}: not an ONNX model ONNX Runtime can load ({_first_line(e)})"
+            f"{path}: not an ONNX model ONNX Runtime can load ({first_line(e)})"
         ) from None
     ins = s.get_inputs()
     if (
@@ -263,8 +264,3 @@ def _jax2onnx():
     from jax2onnx import to_onnx
 
     return to_onnx
-
-
-def _first_line(e: Exception) -> str:
-    text = str(e).strip().splitlines()
-    return text[0][:300] if text else type(e).__name__

@@ -118,7 +118,7 @@ class ParetoRungs:
         if self._beaten(t, value, hope):
             self.stopped.add(trial)
             return STOP
-        if _dominated(hope, self._training_at(t, trial)):
+        if dominated(hope, self._training_at(t, trial)):
             if not self.pause:
                 self.stopped.add(trial)
                 return STOP
@@ -132,7 +132,7 @@ class ParetoRungs:
         gains = [c[max(c)] - c[t] for c in self.finished_curves.values() if t in c]
         catch_up = max(self.min_margin, max(gains, default=0.0) - min(gains, default=0.0))
         return any(
-            _dominated(hope, [rival])
+            dominated(hope, [rival])
             and self.finished_curves[tid].get(t, -math.inf) > value + catch_up
             for tid, rival in self.finished.items()
         )
@@ -151,7 +151,7 @@ class ParetoRungs:
         for tid, (t, hope, value) in self.paused.items():
             if self._beaten(t, value, hope):
                 stop.append(tid)
-            elif not _dominated(hope, self._training_at(t, tid)):
+            elif not dominated(hope, self._training_at(t, tid)):
                 promote.append(tid)
         for tid in stop:
             self.stopped.add(tid)
@@ -238,7 +238,7 @@ def start_order(objectives: dict[str, str], known: list[dict], seen=()) -> list[
     return spread_order(table(known), table(seen))
 
 
-def _dominated(me: Seen, others) -> bool:
+def dominated(me: Seen, others) -> bool:
     """Some other is no larger in every known objective and better in the learned one."""
     return any(
         o.value > me.value and all(a <= b for a, b in zip(o.known, me.known, strict=True))

@@ -99,23 +99,3 @@ def scheduler(name: str, objectives: Objectives, epochs: int, pause: bool = True
     make = SCHEDULERS[name]
     return make(objectives, epochs, pause) if make else None
 
-
-def _pareto_starts(objectives: Objectives, known: list[dict], seen: list[dict]) -> list[int]:
-    from explorer import pareto_scheduler
-
-    return pareto_scheduler.start_order(objectives, known, seen)
-
-
-# name -> start(objectives, known, seen) -> the order in which to start the trials of
-# enumerated points (grid, random), from what is known of each before it trains (its
-# sizes); seen: points already trained. A scheduler not named keeps the space's order.
-STARTS: dict[str, Callable[[Objectives, list[dict], list[dict]], list[int]]] = {
-    "pareto": _pareto_starts,  # spread over the sizes (explorer.pareto_scheduler)
-}
-
-
-def start_order(name: str, objectives: Objectives, known: list[dict], seen=()) -> list[int]:
-    """Indices of `known` (each a trial's objectives known before training) in the
-    order the named scheduler starts them."""
-    start = STARTS.get(name)
-    return start(objectives, known, list(seen)) if start else list(range(len(known)))

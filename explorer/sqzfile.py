@@ -244,7 +244,7 @@ def read(path: str | Path, spec: arch.ArchSpec | None = None) -> Decoded:
                    int(x.get("index_bits", 0))) for x in meta["layers"]]  # fmt: skip
         bias_list = [(str(p), int(n)) for p, n in meta["biases"]]
         gap_bits = int(meta["gap_bits"])
-        spec = spec or spec_of(meta)
+        spec = spec or checkpoints.spec_of(meta)
     except CompressionError:
         raise
     except Exception as e:
@@ -338,13 +338,6 @@ class _Reader:
             raise CompressionError(f"{self.path}: a code table that does not add up; corrupt")
         size = np.dtype(dtype).itemsize
         return count, np.frombuffer(self.take(size * n), dtype).astype(np.int64).tolist()
-
-
-def spec_of(meta: dict) -> arch.ArchSpec:
-    """The network a file's header names, checked."""
-    spec = checkpoints.spec_of(meta)
-    arch.check(spec)
-    return spec
 
 
 def _shapes(spec: arch.ArchSpec) -> dict[str, tuple]:

@@ -32,6 +32,7 @@ from explorer import results, rows, search
 from explorer import settings as settings_mod
 from explorer import space as spaces
 from explorer import sweep_folder as folder
+from explorer.pareto_scheduler import start_order
 from explorer.settings import Settings
 from explorer.sweep_folder import SweepError
 
@@ -151,10 +152,11 @@ def run(
 
 
 def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> list[dict]:
-    """The configs in the order the space's scheduler starts them (search.start_order),
-    the points already trained counting as started."""
-    if space.search.scheduler not in search.STARTS:
-        return configs  # the space's own order; no sizes to work out
+    """The configs in the order the space's scheduler starts them: the Pareto-aware one
+    spreads them over their known sizes (pareto_scheduler.start_order), the points
+    already trained counting as started; any other keeps the space's order."""
+    if space.search.scheduler != "pareto":
+        return configs  # no sizes to work out
     sizes = {p.index: rows.known_objectives(p) for p in pts}  # once per point
     seen = [
         sizes[p.index]
@@ -162,7 +164,7 @@ def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> li
         if any(rows.trial_id(space.name, p.index, s) in done for s in range(space.search.seeds))
     ]
     known = [sizes[c["index"]] for c in configs]
-    order = search.start_order(space.search.scheduler, dict(space.objectives), known, seen)
+    order = start_order(dict(space.objectives), known, seen)
     return [configs[i] for i in order]
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from explorer import checkpoints
 from explorer import rows as rowlib
 from explorer import space as spaces
+from explorer.console import mean
 from explorer.metrics import MAXIMISED, OBJECTIVES
 from explorer.settings import Settings
 
@@ -83,7 +84,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         ]
         # every metric a searcher or scheduler may ask for; unknown until the end: NaN
         means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
-        means.update({k: nanmean(m[k]) for k in EPOCH_METRICS})
+        means.update({k: mean(m[k]) for k in EPOCH_METRICS})
         if point.compress is not None:  # optimistic stand-ins until compressed (see rows)
             means.update(
                 bytes_compressed=rowlib.bytes_compressed_known(point),
@@ -120,7 +121,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     files = {}
     if point.compress is not None and final_params:
         files = _compress(point, data, ds, final, final_params, settings)
-    summary = {k: nanmean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
+    summary = {k: mean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
     final_report = {"epoch": point.recipe.epochs, "done": True, "rows": final, **summary}
     if files:
         final_report["files"] = files
@@ -177,12 +178,6 @@ def _onnx_latency(point: spaces.Point, params, data) -> float:
 def worst() -> dict:
     """Objective values for a trial that produced none, so a searcher avoids it."""
     return {m: (0.0 if m in MAXIMISED else 1e18) for m in OBJECTIVES}
-
-
-def nanmean(xs) -> float:
-    """Mean of the finite values (NaN when there are none)."""
-    vals = [float(x) for x in xs if x is not None and not math.isnan(float(x))]
-    return sum(vals) / len(vals) if vals else math.nan
 
 
 def _host() -> str:

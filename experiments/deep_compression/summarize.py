@@ -115,7 +115,7 @@ def plot(table: list[dict], front: list[dict]) -> None:
     import matplotlib.pyplot as plt
 
     from explorer import architecture as arch
-    from explorer import complexity, sqzfile
+    from explorer import checkpoints, complexity, sqzfile
 
     fig, ax = plt.subplots(figsize=(7, 4.5))
     groups: dict[str, list[dict]] = {}
@@ -123,7 +123,7 @@ def plot(table: list[dict], front: list[dict]) -> None:
         groups.setdefault(r["source"], []).append(r)
     for rs in groups.values():
         meta = sqzfile.read(HERE / ("files" if rs[0] in table else "front") / rs[0]["file"]).meta
-        plan = arch.plan(sqzfile.spec_of(meta))
+        plan = arch.plan(checkpoints.spec_of(meta))
         name = meta.get("trial_id", "SqueezeNet 1.1")
         base = rs[0]["accuracy_before"]
         xs = [complexity.bytes_f32(plan), complexity.bytes_int8(plan)]

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from explorer import results
 from explorer.analysis import replay
-from explorer.pareto_scheduler import CONTINUE, PAUSE, ParetoRungs, Seen, _dominated
+from explorer.pareto_scheduler import CONTINUE, PAUSE, ParetoRungs, Seen, dominated
 
 SWEEP = Path(__file__).resolve().parent / "broad_fire"
 
@@ -35,7 +35,7 @@ class GainsOnly(ParetoRungs):
     far ahead the finished rival was at the same epoch."""
 
     def _beaten(self, t, value, hope) -> bool:
-        return _dominated(hope, self.finished.values())
+        return dominated(hope, self.finished.values())
 
 
 class Defer(ParetoRungs):
@@ -56,7 +56,7 @@ class Defer(ParetoRungs):
             Seen(rival.known, self.finished_curves[tid].get(t, -float("inf")))
             for tid, rival in self.finished.items()
         ]
-        if not _dominated(me, behind):
+        if not dominated(me, behind):
             return said
         hope = Seen(me.known, me.value + self.margin(self.curves[trial], t))
         self.paused[trial] = (t, hope, me.value)

@@ -22,6 +22,7 @@ from explorer.analysis.pareto import (
     preset_names,
     varied_metaparameters,
 )
+from explorer.console import human_bytes
 
 # Axis label of every column a figure may show, with its unit. One place only.
 LABELS: dict[str, str] = {
@@ -69,12 +70,6 @@ def _si(value: float, units: tuple[tuple[str, float], ...], sep: str = "") -> st
         if abs(value) >= scale:
             return f"{value / scale:.3g}{sep}{suffix}"
     return f"{value:.3g}"
-
-
-def human_bytes(value: float, _pos=None) -> str:
-    """1234567 -> '1.23 MB' (decimal units, as model sizes are quoted)."""
-    units = (("GB", 1e9), ("MB", 1e6), ("KB", 1e3), ("B", 1.0))
-    return "0 B" if value == 0 else _si(value, units, sep=" ")
 
 
 def human_count(value: float, _pos=None) -> str:
