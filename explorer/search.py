@@ -98,4 +98,3 @@ def scheduler(name: str, objectives: Objectives, epochs: int, pause: bool = True
     """The named scheduler for these objectives and budget, or None."""
     make = SCHEDULERS[name]
     return make(objectives, epochs, pause) if make else None
-

@@ -222,10 +222,10 @@ def test_dropdown_changes_the_x_axis_and_the_front(seen, table):
     agg = architectures(table)
     entries = seen["menus"]["plot-front"]
     xs = ["params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms", "latency_ort_b1_ms"]
-    assert [e["entry"] for e in entries] == [f"x: {interactive.label(x)}" for x in xs]
+    assert [e["entry"] for e in entries] == [f"x: {interactive.axis_label(x)}" for x in xs]
     for x, entry in zip(xs, entries, strict=True):
         on_front = pareto_mask(agg, {x: "min", "accuracy": "max"})
-        assert entry["xtitle"] == interactive.label(x)
+        assert entry["xtitle"] == interactive.axis_label(x)
         assert entry["points"][:2] == [len(agg), int(on_front.sum())], x
     # latency is not monotone in size here: its front is not the size front
     latency = entries[xs.index("latency_b1_ms")]

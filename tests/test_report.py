@@ -285,7 +285,7 @@ def test_front_figure_points_hover_presets_and_dropdown(grid):
     menu = fig.layout.updatemenus[0]
     labels = [b.label for b in menu.buttons]
     assert labels == [
-        f"x: {interactive.label(c)}"
+        f"x: {interactive.axis_label(c)}"
         for c in ("params", "bytes_f32", "bytes_int8", "flops", "latency_b1_ms")
     ]
     latency = menu.buttons[-1].args

@@ -43,9 +43,9 @@ _PRESET_SYMBOLS = ("star", "diamond", "hexagram", "star-square")
 _PRESET_COLOURS = ("gold", "#17becf", "#9467bd", "#2ca02c")
 
 
-def label(col: str) -> str:
-    """Axis label of a column: `plots.label`, with this module's additions."""
-    return _LABELS.get(col) or plots.label(col)
+def axis_label(col: str) -> str:
+    """Axis label of a column: `plots.axis_label`, with this module's additions."""
+    return _LABELS.get(col) or plots.axis_label(col)
 
 
 def listed(values: np.ndarray) -> list[float | None]:
@@ -55,7 +55,7 @@ def listed(values: np.ndarray) -> list[float | None]:
 
 def axis_layout(col: str, values: np.ndarray | None = None) -> dict:
     """Title, scale and tick format of an axis showing `col`."""
-    out: dict = {"title": {"text": label(col)}, "type": "linear", "tickformat": ""}
+    out: dict = {"title": {"text": axis_label(col)}, "type": "linear", "tickformat": ""}
     if values is not None and col not in plots.PERCENT and plots.decades(pd.Series(values)) > 1:
         out["type"] = "log"
     if col in plots.PERCENT:
@@ -117,7 +117,7 @@ def _hover(agg: pd.DataFrame) -> tuple[np.ndarray, str]:
                 for t, s in zip(mean, std, strict=True)
             ]
         columns.append(np.array(mean, dtype=object))
-        name = label(m).replace(" (%)", "")
+        name = axis_label(m).replace(" (%)", "")
         lines.append(f"{name}: %{{customdata[{len(columns) - 1}]}}")
     columns.append(agg["n_seeds"].astype(int).astype(str).to_numpy())
     lines.append(f"seeds: %{{customdata[{len(columns) - 1}]}}")
@@ -211,7 +211,7 @@ def front(
         )
 
     def heading(x: str) -> str:
-        return title or f"{label(y)} vs {label(x)}: Pareto front"
+        return title or f"{axis_label(y)} vs {axis_label(x)}: Pareto front"
 
     buttons = []
     for x in xs:
@@ -219,7 +219,7 @@ def front(
         axis = axis_layout(x, bx[0])
         buttons.append(
             {
-                "label": f"x: {label(x)}",
+                "label": f"x: {axis_label(x)}",
                 "method": "update",
                 "args": [
                     {"x": [listed(v) for v in bx], "y": [listed(v) for v in by]},

@@ -26,7 +26,7 @@ from explorer.analysis.architectures import (
     ok_measured,
 )
 from explorer.analysis.edf import edf
-from explorer.analysis.interactive import axis_layout, label, listed, menu_layout, title_layout
+from explorer.analysis.interactive import axis_label, axis_layout, listed, menu_layout, title_layout
 from explorer.analysis.pareto import aggregate_seeds, pareto_mask, varied_metaparameters
 from explorer.results import DIRECTIONS
 
@@ -60,8 +60,8 @@ def edfs(
         for norm in (None, normalize_by) if normalize_by else (None,):
             frame, per_seed = edf_by_levels(ok, agg, param, norm)
             name = f"by {param}" + (f", equal {norm}" if norm else "")
-            heading = f"error EDF by {label(param)}"
-            heading += f", normalised by {label(norm)}" if norm else ""
+            heading = f"error EDF by {axis_label(param)}"
+            heading += f", normalised by {axis_label(norm)}" if norm else ""
             heading += " (each seed a model)" if per_seed else ""
             views.append((name, frame, heading))
     fig = go.Figure()
@@ -98,8 +98,8 @@ def edfs(
         )
     fig.update_layout(
         title=title_layout(title or views[0][2]),
-        xaxis={**axis_layout("error"), "title": {"text": label("error")}},
-        yaxis={"title": {"text": label("fraction")}, "range": [0, 1.02]},
+        xaxis={**axis_layout("error"), "title": {"text": axis_label("error")}},
+        yaxis={"title": {"text": axis_label("fraction")}, "range": [0, 1.02]},
         template="plotly_white",
         height=480,
         margin={"t": 90},
@@ -166,12 +166,12 @@ def learning_curves(
     groups = list(part.groupby(keys, sort=True))
     buttons = [
         {
-            "label": label(m),
+            "label": axis_label(m),
             "method": "update",
             "args": [
                 {"y": [listed(numbers(g[m])) for _, g in groups]},
                 {
-                    "yaxis.title.text": label(m),
+                    "yaxis.title.text": axis_label(m),
                     "yaxis.tickformat": ".0%" if m in plots.PERCENT else "",
                 },
             ],
@@ -182,7 +182,7 @@ def learning_curves(
         title=title_layout(title or f"learning curves of the front's trials ({y} vs {x})"),
         xaxis={"title": {"text": "epoch"}, "tick0": 1, "dtick": _epoch_step(part["epoch"])},
         yaxis={
-            "title": {"text": label(metrics[0])},
+            "title": {"text": axis_label(metrics[0])},
             "tickformat": ".0%" if metrics[0] in plots.PERCENT else "",
         },
         template="plotly_white",

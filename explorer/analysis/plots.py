@@ -60,7 +60,7 @@ BYTES = {"bytes_f32", "bytes_int8"}
 SHORT = {"squeeze_ratio": "SR", "pct3x3": "3x3", "conv1_filters": "c1"}
 
 
-def label(col: str) -> str:
+def axis_label(col: str) -> str:
     """The axis label of a column (the column's name when it has none)."""
     return LABELS.get(col, col)
 
@@ -94,7 +94,7 @@ def format_axis(ax, which: str, col: str, values: pd.Series | None = None) -> No
     axis = ax.xaxis if which == "x" else ax.yaxis
     if values is not None and col not in PERCENT and decades(values) > 1:
         (ax.set_xscale if which == "x" else ax.set_yscale)("log")
-    axis.set_label_text(label(col))
+    axis.set_label_text(axis_label(col))
     if col in PERCENT:
         axis.set_major_formatter(PercentFormatter(xmax=1.0))
     elif col in BYTES:
@@ -180,7 +180,7 @@ def pareto(
     format_axis(ax, "y", y)
     ax.grid(True, alpha=0.3)
     ax.legend(fontsize=8, loc="best")
-    ax.set_title(title or f"{label(y)} vs {label(x)}: Pareto front")
+    ax.set_title(title or f"{axis_label(y)} vs {axis_label(x)}: Pareto front")
     return fig
 
 
@@ -200,13 +200,13 @@ def edf(edf_frame: pd.DataFrame, title: str | None = None) -> Figure:
     ax.set_ylim(0, 1.02)
     format_axis(ax, "x", "error")
     if metric != "accuracy":
-        ax.set_xlabel(f"1 - {label(metric)}")
-    ax.set_ylabel(label("fraction"))
+        ax.set_xlabel(f"1 - {axis_label(metric)}")
+    ax.set_ylabel(axis_label("fraction"))
     ax.grid(True, alpha=0.3)
     if len(edf_frame):
         ax.legend(fontsize=8, loc="lower right")
-    default = "error EDF" + (f" by {label(by)}" if by else "")
-    default += f", normalised by {label(norm)}" if norm else ""
+    default = "error EDF" + (f" by {axis_label(by)}" if by else "")
+    default += f", normalised by {axis_label(norm)}" if norm else ""
     ax.set_title(title or default)
     return fig
 
@@ -231,8 +231,8 @@ def sensitivity(sens_frame: pd.DataFrame, param: str, title: str | None = None) 
         format_axis(ax, "x", param)
         format_axis(ax, "y", m)
         ax.grid(True, alpha=0.3)
-        ax.set_title(label(m))
+        ax.set_title(axis_label(m))
     n = sens_frame["n"]
     seeds = f"n={n.min()}" if n.min() == n.max() else f"n={n.min()}-{n.max()}"
-    fig.suptitle(title or f"sensitivity to {label(param)} (mean ± std, {seeds} per level)")
+    fig.suptitle(title or f"sensitivity to {axis_label(param)} (mean ± std, {seeds} per level)")
     return fig

@@ -171,7 +171,7 @@ def pareto_table(
             if n > 1 and m not in ANALYTIC and not pd.isna(sd) and not pd.isna(mean):
                 text += f" ± {_fmt(m, sd)}"
             cells.append(text)
-        out[plots.label(m)] = cells
+        out[plots.axis_label(m)] = cells
     out["seeds"] = front["n_seeds"].astype(int).astype(str)
     return out.reset_index(drop=True)
 
