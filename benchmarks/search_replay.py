@@ -13,9 +13,11 @@ full budget: compute to 95% and to 99% of the pool's hypervolume (reference:
 its worst final accuracy and 1.1x its largest size, as scheduler_replay.py) and
 the share of the true front trained to the end at 25% of that compute.
 
-`--part K/N` replays the K-th of N equal parts of the pool (in point order:
-each part is its own random draw of the space), to check a figure on data it
-was not tuned on. `--subspaces S` also replays S random subsets of
+`--ablations` adds ehvi without results before the last epoch (ehvi_no_rungs)
+and without its model of accuracy (ehvi_no_model: every candidate believed at the
+mean of what has been seen, so only sizes steer it). `--part K/N` replays the
+K-th of N equal parts of the pool (in point order: each part is its own random
+draw of the space), to check a figure on data it was not tuned on. `--subspaces S` also replays S random subsets of
 `--architectures` architectures (a few seeds each) and prints how the ratio of
 each method's compute to 95% to random search's varies across them.
 
@@ -48,12 +50,13 @@ def main() -> None:
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--size", default="bytes_int8")
     ap.add_argument("--methods", default=",".join(ALL))
+    ap.add_argument("--ablations", action="store_true", help="also ehvi without each part")
     ap.add_argument("--part", default="1/1", help="K/N: the K-th of N parts of the pool")
     ap.add_argument("--subspaces", type=int, default=0)
     ap.add_argument("--architectures", type=int, default=60)
     args = ap.parse_args()
     folder = Path(args.sweep)
-    methods = args.methods.split(",")
+    methods = args.methods.split(",") + (list(sr.ABLATIONS) if args.ablations else [])
     try:
         k, n = (int(x) for x in args.part.split("/"))
         if not 1 <= k <= n:

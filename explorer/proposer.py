@@ -135,10 +135,16 @@ class FrontProposer:
         seed: int = 0,
         initial: int = 6,
         refit_every: int = 8,
+        rungs: bool = True,
+        model: bool = True,
     ):
         self.known = np.asarray(known, dtype=float).reshape(len(features), -1)
         self.x = np.hstack([np.asarray(features, dtype=float), log_sizes(self.known)])
         self.budget, self.initial, self.refit_every = budget, initial, refit_every
+        # the parts, to measure what each gains (benchmarks/search_replay.py): rungs,
+        # results before the last epoch feed the model; model, the GP (else every
+        # candidate is believed at the mean and spread of what has been seen)
+        self.rungs, self.model = rungs, model
         self.rng = np.random.default_rng(seed)
         self.proposed: list[int] = []
         self.curves: dict[int, dict[int, float]] = {}  # candidate -> epoch -> accuracy
@@ -175,6 +181,8 @@ class FrontProposer:
         """(candidates, estimated final accuracy, its noise variance) of every one seen."""
         gains, idx, y, var = self._gains(), [], [], []
         for i, c in self.curves.items():
+            if not self.rungs and self.budget not in c:
+                continue
             t = max(c)
             g, s = (0.0, 0.0) if t >= self.budget else gains.get(t, (0.0, PRIOR_GAIN_SD))
             idx.append(i)
@@ -210,8 +218,9 @@ class FrontProposer:
     def predict(self) -> tuple[np.ndarray, np.ndarray]:
         """Every candidate's predicted final accuracy: mean and standard deviation."""
         idx, y, var = self.targets()
-        if len(idx) < 2:
-            return np.full(len(self.x), y.mean() if len(y) else 0.5), np.full(len(self.x), 0.1)
+        if len(idx) < 2 or not self.model:
+            mean, sd = (y.mean(), y.std() + 1e-3) if len(idx) >= 2 else (0.5, 0.1)
+            return np.full(len(self.x), mean), np.full(len(self.x), sd)
         mu, sd = self._fit(idx, y, var).predict(self.x, return_std=True)
         return mu, sd
 
@@ -229,13 +238,16 @@ class FrontProposer:
         return out
 
     def _initial(self, left: np.ndarray) -> int:
-        """Before the model has data: evenly over log size, the smallest first."""
+        """Before the model has data: the smallest candidate (on every front: nothing
+        smaller can dominate it), then one drawn from each of `initial - 1` equal strata
+        of log size, smallest first, so the model sees the whole range of sizes."""
         k = len(self.proposed)
-        z = log_sizes(self.known).sum(axis=1)
-        q = np.quantile(z, k / max(self.initial - 1, 1))
-        d = np.abs(z[left] - q)
-        near = left[d <= d.min() + 1e-12]
-        return int(self.rng.choice(near))
+        order = np.argsort(log_sizes(self.known).sum(axis=1), kind="stable")
+        if k == 0:
+            return int(order[0])
+        stratum = np.array_split(order[1:], self.initial - 1)[k - 1]
+        free = np.intersect1d(stratum, left)
+        return int(self.rng.choice(free if len(free) else left))
 
     def _best(self, left: np.ndarray) -> int:
         mu, sd = self.predict()

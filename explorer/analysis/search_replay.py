@@ -33,6 +33,9 @@ from explorer.proposer import FrontProposer, encode
 
 METHODS = ("random", "optuna_tpe", "optuna_nsga2", "ehvi")
 OURS = "ehvi"
+# ehvi without one of its parts, to tell what each gains: results before the last
+# epoch (rungs) and the model of accuracy (model)
+ABLATIONS = ("ehvi_no_rungs", "ehvi_no_model")
 TARGETS = (0.95, 0.99)  # of the pool's hypervolume
 RECALL_AT = 0.25  # of the pool's compute
 
@@ -149,10 +152,13 @@ def make_method(name: str, pool: Pool, seed: int):
         return RandomOrder(pool, seed)
     if name.startswith("optuna_"):
         return OptunaPool(pool, name.removeprefix("optuna_"), seed)
-    if name == OURS:
+    if name == OURS or name in ABLATIONS:
         keys = list(pool.values[0])
         sizes = [[pool.data.size[t]] for t in pool.trials]
-        return FrontProposer(encode(pool.values, keys), sizes, pool.data.budget, seed=seed)
+        without = {"rungs": name != "ehvi_no_rungs", "model": name != "ehvi_no_model"}
+        return FrontProposer(
+            encode(pool.values, keys), sizes, pool.data.budget, seed=seed, **without
+        )
     raise ValueError(f"method: expected one of {', '.join(METHODS)}, got {name!r}")
 
 
