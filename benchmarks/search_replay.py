@@ -17,9 +17,10 @@ the share of the true front trained to the end at 25% of that compute.
 and without its model of accuracy (ehvi_no_model: every candidate believed at the
 mean of what has been seen, so only sizes steer it). `--part K/N` replays the
 K-th of N equal parts of the pool (in point order: each part is its own random
-draw of the space), to check a figure on data it was not tuned on. `--subspaces S` also replays S random subsets of
-`--architectures` architectures (a few seeds each) and prints how the ratio of
-each method's compute to 95% to random search's varies across them.
+draw of the space), to check a figure on data it was not tuned on.
+`--subspaces S` also replays S random subsets of `--architectures`
+architectures (a few seeds each) and prints how the ratio of each method's
+compute to 95% to random search's varies across them.
 
 Ends with one key=value line: M_compute_to_95pct, M_compute_to_99pct and
 M_front_recall_at_25pct for every method M, and ours=ehvi.
