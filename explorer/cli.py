@@ -161,6 +161,12 @@ def parser() -> argparse.ArgumentParser:
         help="the input's element type; pixels are 0-255 either way (default uint8)",
     )
     p.add_argument("--epoch", type=int, help="this epoch's checkpoint (default: the latest)")
+    p.add_argument(
+        "--int8",
+        action="store_true",
+        help="write the int8 graph (QDQ: integer convolutions in ONNX Runtime), calibrated "
+        "on 512 training images",
+    )
     add_data_source(p, "top-1 on the first N test images (default: as trained)", download=False)
     p.set_defaults(func=commands.cmd_export)
 

@@ -295,6 +295,7 @@ def cmd_export(args) -> int:
         args.data_dir,
         args.settings.fashion_mnist_dir,
         None if row is None else str(row["trial_id"]),
+        args.int8,
     )
     s = done.plan.spec
     print(
@@ -302,7 +303,19 @@ def cmd_export(args) -> int:
         f"input {args.input_dtype} [N, {s.image_size}, {s.image_size}, {s.in_channels}] "
         f"pixels 0-255, output logits [N, {s.num_classes}]"
     )
-    print(f"max |ONNX Runtime - JAX| on {done.checked} test images: {done.max_diff:.2e}")
+    before = " (the float32 graph, before quantisation)" if done.int8 else ""
+    print(f"max |ONNX Runtime - JAX| on {done.checked} test images: {done.max_diff:.2e}{before}")
+    if done.int8:
+        bytes_int8 = complexity.bytes_int8(done.plan)
+        want = row.get("int8_accuracy") if row is not None else None
+        print(
+            f"int8 (QDQ): top-1 {100 * done.top1:.2f}% on {done.test_images:,} {done.dataset} "
+            "test images (ONNX Runtime)"
+            + (f"; the row's int8 accuracy: {100 * want:.2f}%" if want is not None else "")
+            + f"; {done.size_bytes / bytes_int8:.2f}x bytes_int8 "
+            f"({console.human_bytes(bytes_int8)}); batch-1 latency {done.latency_b1_ms:.2f} ms"
+        )
+        return 0
     jax_top1 = row["accuracy"] if row is not None else done.jax_top1
     print(
         f"top-1 {100 * done.top1:.2f}% on {done.test_images:,} {done.dataset} test images "

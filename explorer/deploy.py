@@ -20,6 +20,7 @@ from explorer.export import ExportError
 from explorer.metrics import DIRECTIONS
 
 CHECKED_IMAGES = 256  # test images whose logits are compared, ONNX Runtime against JAX
+CALIBRATION = 512  # training images whose activations set an int8 file's ranges
 
 
 @dataclasses.dataclass(frozen=True)
@@ -37,6 +38,8 @@ class Exported:
     test_images: int
     dataset: str
     jax_top1: float | None
+    int8: bool = False  # the file is the int8 graph (export.quantize_int8)
+    latency_b1_ms: float | None = None  # ONNX Runtime, one thread (int8 files)
 
 
 def checkpoint_of(
@@ -104,11 +107,14 @@ def export_checkpoint(
     data_dir: str | None = None,
     fashion_mnist_dir: str | None = None,
     trial_id: str | None = None,
+    int8: bool = False,
 ) -> Exported:
     """Write the ONNX file of a checkpoint, verify it against JAX, measure its top-1.
 
     A file whose logits differ from JAX's by more than export.TOLERANCE is
-    removed and raises ExportError.
+    removed and raises ExportError. With int8, the verified float graph is then
+    quantised (export.quantize_int8, calibrated on CALIBRATION training images) and
+    the int8 file is what is written and measured, with its batch-1 latency.
     """
     params, _, meta = checkpoints.restore(folder, epoch)
     plan = arch.plan(checkpoints.spec_of(meta))
@@ -116,16 +122,24 @@ def export_checkpoint(
     info = {k: meta[k] for k in keep if meta.get(k) is not None}
     if trial_id:
         info["trial_id"] = trial_id
-    export.to_onnx(plan, params, meta["mean"], meta["std"], out, input_dtype, metadata=info)
+    float_out = out.with_name(f".{out.name}.float32.onnx") if int8 else out
+    export.to_onnx(plan, params, meta["mean"], meta["std"], float_out, input_dtype, info)
     data = _data(meta, data_dir, fashion_mnist_dir, None, test_size or meta.get("test_size"))
     check = data.x_test[:CHECKED_IMAGES]
-    diff = export.verify(out, plan, params, meta["mean"], meta["std"], check)
+    diff = export.verify(float_out, plan, params, meta["mean"], meta["std"], check)
     if diff > export.TOLERANCE:
-        out.unlink()
+        float_out.unlink()
         raise ExportError(
             f"{out}: ONNX Runtime's logits differ from JAX's by {diff:.2e} "
             f"(more than {export.TOLERANCE:g}); the file was removed"
         )
+    latency = None
+    if int8:
+        try:
+            export.quantize_int8(float_out, out, data.x_train[:CALIBRATION])
+        finally:
+            float_out.unlink()
+        latency = export.ort_latency_b1_ms(out)
     return Exported(
         out,
         export.size_bytes(out),
@@ -138,6 +152,8 @@ def export_checkpoint(
         len(data.x_test),
         data.info.name,
         meta.get("accuracy"),
+        int8,
+        latency,
     )
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import checkpoints, cli, export, models, train
+from explorer import checkpoints, cli, export, measure, models, train
 from explorer import data as datasets
 from explorer.recipe import Recipe
 
@@ -159,6 +159,68 @@ def test_train_save_export_evaluate_through_the_cli(trained, tmp_path, capsys):
     assert cli.main([*TRAIN, "--save", str(trained["folder"].parent)]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "already holds a checkpoint" in err[0]
+
+
+INT8 = re.compile(r"int8 \(QDQ\): top-1 (\d+\.\d+)% on 512 fashion_mnist test images")
+
+
+def test_int8_export_is_the_rows_int8_network_with_integer_convolutions(trained, tmp_path, capsys):
+    import onnx
+    import onnxruntime as ort
+
+    out = tmp_path / "small_int8.onnx"
+    capsys.readouterr()
+    assert cli.main(["export", str(trained["folder"]), "--int8", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    int8_top1 = float(INT8.search(text)[1])
+    ops = {n.op_type for n in onnx.load(str(out)).graph.node}
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= ops
+    so = ort.SessionOptions()
+    so.optimized_model_filepath = str(tmp_path / "fused.onnx")
+    ort.InferenceSession(str(out), so, providers=["CPUExecutionProvider"])
+    fused = [n.op_type for n in onnx.load(str(tmp_path / "fused.onnx")).graph.node]
+    assert fused.count("QLinearConv") == 26  # every convolution runs on integers
+    # its weights are the row's int8 weights: per output channel, symmetric, max|w| / 127
+    file_weights = _int8_weights(out)
+    params, _, _ = checkpoints.restore(trained["folder"])
+    kernels = [w for w in jax.tree.leaves(measure.quantize_int8(params)) if w.ndim == 4]
+    assert len(file_weights) == len(kernels) == 26
+    for w in kernels:
+        oihw = np.transpose(np.asarray(w), (3, 2, 0, 1))
+        assert any(f.shape == oihw.shape and np.allclose(f, oihw, rtol=1e-6, atol=1e-7)
+                   for f in file_weights)  # fmt: skip
+    # activations are quantised too (uint8, calibrated): this barely trained net loses
+    # 2-3 points of its float top-1 there (the quickstart's front: docs/deploy.md)
+    assert abs(int8_top1 - 100 * trained["record"]["accuracy"]) <= 3.0
+    # what ONNX Runtime runs is what `evaluate` measures; its metadata says how it was made
+    assert cli.main(["evaluate", str(out), "--test-size", "512"]) == 0
+    assert float(TOP1.search(capsys.readouterr().out)[1]) == int8_top1
+    assert export.metadata(out)["int8"]["calibration_images"] == 512
+    # a graph with nothing to quantise is one line and exit 2
+    bare = tmp_path / "bare.onnx"
+    x = onnx.helper.make_tensor_value_info("images", onnx.TensorProto.UINT8, ["N", 28, 28, 1])
+    y = onnx.helper.make_tensor_value_info("logits", onnx.TensorProto.FLOAT, ["N", 28, 28, 1])
+    graph = onnx.helper.make_graph([onnx.helper.make_node("Cast", ["images"], ["logits"], to=1)],
+                                   "bare", [x], [y])  # fmt: skip
+    onnx.save(onnx.helper.make_model(graph), str(bare))
+    with pytest.raises(export.ExportError, match="nothing in the graph could be quantised"):
+        export.quantize_int8(bare, tmp_path / "bare8.onnx", np.zeros((4, 28, 28, 1), np.uint8))
+
+
+def _int8_weights(path) -> list[np.ndarray]:
+    """An int8 file's convolution kernels (OIHW), dequantised as ONNX Runtime does."""
+    import onnx
+    from onnx import numpy_helper
+
+    g = onnx.load(str(path)).graph
+    init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    out = []
+    for n in g.node:
+        w = init.get(n.input[0]) if n.op_type == "DequantizeLinear" else None
+        if w is not None and w.dtype == np.int8 and w.ndim == 4:
+            scale = init[n.input[1]].reshape(-1, 1, 1, 1)
+            out.append(w.astype(np.float32) * scale)
+    return out
 
 
 @pytest.mark.parametrize("content", [b"not an onnx file \x00\xff" * 100, b"", None])
