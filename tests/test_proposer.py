@@ -107,3 +107,41 @@ def test_optuna_baselines_are_optunas_own_samplers():
                 pool.data.accuracy[pool.trials[i]][-1],
                 pool.data.size[pool.trials[i]],
             ]
+
+
+def test_the_sweeps_searcher_respects_constraints_and_resumes_from_rows(tiny_space):
+    import pandas as pd
+    from ray.tune.search import Searcher
+
+    from explorer import front_search, rows
+    from explorer import space as spaces
+
+    extra = "  squeeze_ratio: {values: [0.125, 0.25, 0.5]}\n  pct3x3: {values: [0.25, 0.75]}"
+    s = spaces.load(tiny_space("fs", base_e="{values: [8, 16, 24, 32]}", extra=extra,
+                               search="{method: ehvi, num_samples: 24, seeds: 2}"))  # fmt: skip
+    s = s.__class__(**{**s.__dict__, "constraints": s.constraints.model_copy(
+        update={"max_params": 20000})})  # fmt: skip
+    allowed = {p.index for p in spaces.candidates(s) if not rows.constraint_violations(s, p)}
+    assert 0 < len(allowed) < 24
+    search = front_search.FrontSearch(s, [[0], [1]])
+    seen, n = [], 0
+    while (cfg := search.suggest(f"t{n}")) != Searcher.FINISHED:
+        c = cfg["cfg"]
+        seen.append((c["index"], tuple(c["seeds"])))
+        params = rows.known_objectives(spaces.make_point(s, c["index"], c["values"]))["params"]
+        search.on_trial_result(f"t{n}", {"epoch": 1, "accuracy": 0.5 + params / 1e6})
+        search.on_trial_complete(f"t{n}", {"epoch": 1, "accuracy": 0.5 + params / 1e6})
+        n += 1
+    # every allowed point once, with each seed group; nothing over the constraint
+    assert sorted(seen) == sorted((i, (g,)) for i in allowed for g in (0, 1))
+    # resumed from a sweep folder's rows and curves: those points are never proposed
+    done = sorted(allowed)[:3]
+    table = pd.DataFrame({"point": done, "trial_id": [rows.trial_id("fs", i, 0) for i in done]})
+    curves = pd.DataFrame({"trial_id": table["trial_id"], "epoch": 1, "accuracy": 0.6})
+    again = front_search.FrontSearch(s, [[0, 1]], table, curves)
+    left = []
+    while (cfg := again.suggest(f"r{len(left)}")) != Searcher.FINISHED:
+        left.append(cfg["cfg"]["index"])
+        again.on_trial_complete(f"r{len(left) - 1}", {"epoch": 1, "accuracy": 0.6})
+    assert sorted(left) == sorted(allowed - set(done))
+    assert again.proposer.curves[again.at[done[0]]] == {1: 0.6}  # the rows fed the model
