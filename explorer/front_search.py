@@ -57,10 +57,14 @@ class FrontSearch(Searcher):
         if table is None or not len(table):
             return
         ours = table[table["point"].isin(list(self.at))]
-        for index in ours["point"].unique():
+        for index, rows_of in ours.groupby("point"):
             i = self.at[int(index)]
             self.proposer.proposed.append(i)
-            self.proposer.end(i)
+            seeds = set(rows_of["seed"])
+            missing = [g for g in self.groups if not set(g) <= seeds]  # an interrupted point
+            self.queue.extend((i, g) for g in missing)
+            if not missing:
+                self.proposer.end(i)
         if curves is not None and len(curves):
             mine = curves[curves["trial_id"].isin(set(ours["trial_id"]))]
             point = ours.set_index("trial_id")["point"]

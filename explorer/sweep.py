@@ -111,6 +111,8 @@ def run(
             n_done = len({rows.point_id(t) for t in done})
             total = space.search.num_samples * space.search.seeds
             remaining = max(space.search.num_samples - n_done, 0)
+            if how.enumerated:  # rows left, the seeds a point interrupted still lacks too
+                remaining = max(total - len(done), 0)
         else:
             todo_pts, skipped = rows.skipped_rows(space, pts)
             total = len(pts) * space.search.seeds
@@ -218,8 +220,8 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
                 {} if how.enumerated else {k: _tune_domain(d) for k, d in space.domains.items()}
             )
             num_samples = max(space.search.num_samples - n_done, 0)
-            if how.enumerated:  # a trial per seed group of each point it proposes
-                num_samples *= len(seed_groups(space))
+            if how.enumerated:  # a trial per seed group: the rows left, a group at a time
+                num_samples = max(total - len(done), 0) // len(seed_groups(space)[0])
         else:
             param_space = {"cfg": tune.grid_search(configs)}
             num_samples = 1

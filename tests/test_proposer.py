@@ -134,14 +134,19 @@ def test_the_sweeps_searcher_respects_constraints_and_resumes_from_rows(tiny_spa
         n += 1
     # every allowed point once, with each seed group; nothing over the constraint
     assert sorted(seen) == sorted((i, (g,)) for i in allowed for g in (0, 1))
-    # resumed from a sweep folder's rows and curves: those points are never proposed
-    done = sorted(allowed)[:3]
-    table = pd.DataFrame({"point": done, "trial_id": [rows.trial_id("fs", i, 0) for i in done]})
+    # resumed from a sweep folder's rows and curves: a point with all its seeds is never
+    # proposed again; one interrupted after its first seed trains its second first
+    done, half = sorted(allowed)[:3], sorted(allowed)[3]
+    have = [(i, s) for i in done for s in (0, 1)] + [(half, 0)]
+    table = pd.DataFrame({"point": [i for i, _ in have], "seed": [s for _, s in have],
+                          "trial_id": [rows.trial_id("fs", i, s) for i, s in have]})  # fmt: skip
     curves = pd.DataFrame({"trial_id": table["trial_id"], "epoch": 1, "accuracy": 0.6})
-    again = front_search.FrontSearch(s, [[0, 1]], table, curves)
+    again = front_search.FrontSearch(s, [[0], [1]], table, curves)
     left = []
     while (cfg := again.suggest(f"r{len(left)}")) != Searcher.FINISHED:
-        left.append(cfg["cfg"]["index"])
+        left.append((cfg["cfg"]["index"], tuple(cfg["cfg"]["seeds"])))
         again.on_trial_complete(f"r{len(left) - 1}", {"epoch": 1, "accuracy": 0.6})
-    assert sorted(left) == sorted(allowed - set(done))
+    assert left[0] == (half, (1,))
+    rest = allowed - set(done) - {half}
+    assert sorted(left[1:]) == sorted((i, (g,)) for i in rest for g in (0, 1))
     assert again.proposer.curves[again.at[done[0]]] == {1: 0.6}  # the rows fed the model
