@@ -225,12 +225,13 @@ def cmd_sweep(args) -> int:
     for _, r in failed.iterrows():
         print(f"failed: {r['trial_id']}: {r['error']}")
     if args.report:
+        from explorer.analysis.explored import candidates_table
         from explorer.analysis.report import write_report
 
         curves = results.load_curves(out)
         written = write_report(
             table, out / "report", objectives=dict(space.objectives), curves=curves,
-            candidates=candidates_of(space),
+            candidates=candidates_table(space),
         )  # fmt: skip
         print(f"report: {out / 'report' / 'report.html'} ({len(written)} files)")
     if len(failed):  # the sweep finished, but not every trial did: say so in the status
@@ -240,21 +241,9 @@ def cmd_sweep(args) -> int:
 
 
 # ---------------------------------------------------------------- report
-def candidates_of(space: spaces.Space):
-    """The points a proposing method chose from, with their known sizes (a table for
-    the report's "where the search went"), or None for methods that enumerate."""
-    from explorer import rows, search
-
-    if not search.METHODS[space.search.method].enumerated:
-        return None
-    import pandas as pd
-
-    pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
-    return pd.DataFrame([{"point": p.index, **rows.known_objectives(p)} for p in pts])
-
-
 def cmd_report(args) -> int:
     from explorer import results
+    from explorer.analysis.explored import candidates_table
     from explorer.analysis.report import write_report
 
     table = results.load(args.results)
@@ -273,7 +262,7 @@ def cmd_report(args) -> int:
         objectives = dict(space.objectives)
     out = Path(args.out) if args.out else folder / "report"
     curves = results.load_curves(folder) if (folder / "curves").is_dir() else None
-    cands = candidates_of(space) if space is not None and not args.objective else None
+    cands = candidates_table(space) if space is not None and not args.objective else None
     written = write_report(table, out, objectives=objectives, curves=curves, candidates=cands)
     pngs = [p for p in written if p.endswith(".png")]
     print(f"report written to {out}/report.md and report.html, {len(pngs)} plots")
@@ -286,17 +275,10 @@ def cmd_export(args) -> int:
 
     folder, row = deploy.checkpoint_of(args.checkpoint, args.trial, args.best, args.where)
     out = Path(args.out or (f"{row['trial_id']}.onnx" if row is not None else "model.onnx"))
-    done = deploy.export_checkpoint(
-        folder,
-        out,
-        args.input_dtype,
-        args.epoch,
-        args.test_size,
-        args.data_dir,
-        args.settings.fashion_mnist_dir,
-        None if row is None else str(row["trial_id"]),
-        args.int8,
-    )
+    trial = None if row is None else str(row["trial_id"])
+    done = deploy.export_checkpoint(folder, out, args.input_dtype, args.epoch, args.test_size,
+                                    args.data_dir, args.settings.fashion_mnist_dir, trial,
+                                    args.int8)  # fmt: skip
     s = done.plan.spec
     print(
         f"{out}: {console.human_bytes(done.size_bytes)}, from {folder} (epoch {done.epoch}); "
@@ -306,15 +288,7 @@ def cmd_export(args) -> int:
     before = " (the float32 graph, before quantisation)" if done.int8 else ""
     print(f"max |ONNX Runtime - JAX| on {done.checked} test images: {done.max_diff:.2e}{before}")
     if done.int8:
-        bytes_int8 = complexity.bytes_int8(done.plan)
-        want = row.get("int8_accuracy") if row is not None else None
-        print(
-            f"int8 (QDQ): top-1 {100 * done.top1:.2f}% on {done.test_images:,} {done.dataset} "
-            "test images (ONNX Runtime)"
-            + (f"; the row's int8 accuracy: {100 * want:.2f}%" if want is not None else "")
-            + f"; {done.size_bytes / bytes_int8:.2f}x bytes_int8 "
-            f"({console.human_bytes(bytes_int8)}); batch-1 latency {done.latency_b1_ms:.2f} ms"
-        )
+        print(done.int8_line(row.get("int8_accuracy") if row is not None else None))
         return 0
     jax_top1 = row["accuracy"] if row is not None else done.jax_top1
     print(

@@ -14,8 +14,9 @@ from pathlib import Path
 import pandas as pd
 
 from explorer import architecture as arch
-from explorer import checkpoints, export, results
+from explorer import checkpoints, complexity, export, results
 from explorer import data as datasets
+from explorer.console import human_bytes
 from explorer.export import ExportError
 from explorer.metrics import DIRECTIONS
 
@@ -40,6 +41,17 @@ class Exported:
     jax_top1: float | None
     int8: bool = False  # the file is the int8 graph (export.quantize_int8)
     latency_b1_ms: float | None = None  # ONNX Runtime, one thread (int8 files)
+
+    def int8_line(self, row_int8: float | None) -> str:
+        """An int8 file's figures beside its row's int8 accuracy and `bytes_int8`."""
+        want = complexity.bytes_int8(self.plan)
+        return (
+            f"int8 (QDQ): top-1 {100 * self.top1:.2f}% on {self.test_images:,} {self.dataset} "
+            "test images (ONNX Runtime)"
+            + (f"; the row's int8 accuracy: {100 * row_int8:.2f}%" if row_int8 is not None else "")
+            + f"; {self.size_bytes / want:.2f}x bytes_int8 ({human_bytes(want)}); "
+            f"batch-1 latency {self.latency_b1_ms:.2f} ms"
+        )
 
 
 def checkpoint_of(

@@ -16,8 +16,19 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+from explorer import rows, search  # noqa: E402
+from explorer import space as spaces  # noqa: E402
 from explorer.analysis import plots  # noqa: E402
 from explorer.analysis.pareto import pareto_mask  # noqa: E402
+
+
+def candidates_table(space: spaces.Space) -> pd.DataFrame | None:
+    """The points a proposing method chose from, with their known sizes, or None for a
+    method that trains the points it enumerates."""
+    if not search.METHODS[space.search.method].enumerated:
+        return None
+    pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
+    return pd.DataFrame([{"point": p.index, **rows.known_objectives(p)} for p in pts])
 
 
 def explored(
