@@ -16,7 +16,7 @@ import collections
 import pandas as pd
 from ray.tune.search import Searcher
 
-from explorer import rows
+from explorer import results, rows
 from explorer import space as spaces
 from explorer.pareto_scheduler import LEARNED
 from explorer.proposer import FrontProposer, encode
@@ -51,6 +51,14 @@ class FrontSearch(Searcher):
         self.queue: collections.deque = collections.deque()  # seed groups still to start
         self.running = collections.Counter()  # candidate -> trials not yet ended
         self._feed(table, curves)
+
+    @classmethod
+    def from_folder(cls, space: spaces.Space, groups: list[list[int]], out) -> FrontSearch:
+        """The searcher of a sweep, fed what its folder already holds."""
+        try:
+            return cls(space, groups, results.load(out), results.load_curves(out))
+        except results.ResultsError:  # nothing written yet
+            return cls(space, groups)
 
     def _feed(self, table: pd.DataFrame | None, curves: pd.DataFrame | None) -> None:
         """What the sweep folder already holds: those points are proposed, and known."""

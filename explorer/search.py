@@ -25,50 +25,19 @@ class Method:
 
     name: str
     sampled: bool  # points drawn at random (num_samples of them), else the full grid
-    # searcher(space, seed_groups, out) -> a Ray Tune Searcher that warm-starts from
-    # the sweep folder `out`; None: the driver enumerates the points.
-    searcher: Callable[[Any, list, Any], Any] | None = None
+    # a searcher proposes the points as results come in (sweep.SEARCHERS builds it);
+    # else the driver enumerates them
+    proposes: bool = False
     # the searcher proposes enumerated points ({"cfg": ...}), not values Tune samples
     enumerated: bool = False
-
-    @property
-    def proposes(self) -> bool:
-        """A searcher proposes the points (they are numbered as trials start)."""
-        return self.searcher is not None
-
-
-def _optuna_tpe(space, groups: list, out) -> Any:
-    from ray.tune.search.optuna import OptunaSearch
-
-    from explorer.sweep_folder import prior_results
-
-    prior = prior_results(space, out)
-    metrics, modes = list(space.objectives), list(space.objectives.values())
-    return OptunaSearch(
-        metric=metrics if len(metrics) > 1 else metrics[0],
-        mode=modes if len(modes) > 1 else modes[0],
-        seed=space.search.seed,
-        points_to_evaluate=[p for p, _ in prior] or None,
-        evaluated_rewards=[r for _, r in prior] or None,
-    )
-
-
-def _ehvi(space, groups: list, out) -> Any:
-    from explorer import front_search, results
-
-    try:
-        table, curves = results.load(out), results.load_curves(out)
-    except results.ResultsError:
-        table = curves = None
-    return front_search.FrontSearch(space, groups, table, curves)
 
 
 METHODS: dict[str, Method] = {
     "grid": Method("grid", sampled=False),
     "random": Method("random", sampled=True),
-    "tpe": Method("tpe", sampled=True, searcher=_optuna_tpe),
+    "tpe": Method("tpe", sampled=True, proposes=True),  # Optuna's TPE inside Tune
     # num_samples points by expected hypervolume improvement (explorer.proposer)
-    "ehvi": Method("ehvi", sampled=True, searcher=_ehvi, enumerated=True),
+    "ehvi": Method("ehvi", sampled=True, proposes=True, enumerated=True),
 }
 
 

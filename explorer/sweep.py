@@ -214,7 +214,7 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         )
         search_alg = None
         if how.proposes:
-            search_alg = how.searcher(space, seed_groups(space), out)
+            search_alg = SEARCHERS[space.search.method](space, seed_groups(space), out)
             # an enumerating searcher's configs hold the point; Tune samples nothing
             param_space = (
                 {} if how.enumerated else {k: _tune_domain(d) for k, d in space.domains.items()}
@@ -264,6 +264,30 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _optuna_tpe(space: spaces.Space, groups: list, out: Path):
+    from ray.tune.search.optuna import OptunaSearch
+
+    prior = folder.prior_results(space, out)
+    metrics, modes = list(space.objectives), list(space.objectives.values())
+    return OptunaSearch(
+        metric=metrics if len(metrics) > 1 else metrics[0],
+        mode=modes if len(modes) > 1 else modes[0],
+        seed=space.search.seed,
+        points_to_evaluate=[p for p, _ in prior] or None,
+        evaluated_rewards=[r for _, r in prior] or None,
+    )
+
+
+def _ehvi(space: spaces.Space, groups: list, out: Path):
+    from explorer.front_search import FrontSearch  # Ray: after the driver's Ray settings
+
+    return FrontSearch.from_folder(space, groups, out)
+
+
+# method -> its Ray Tune searcher(space, seed groups, sweep folder), warm-started from rows
+SEARCHERS = {"tpe": _optuna_tpe, "ehvi": _ehvi}
 
 
 def _keep_weights(space: spaces.Space, table: pd.DataFrame, out: Path) -> pd.DataFrame:

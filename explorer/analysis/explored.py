@@ -16,9 +16,9 @@ import matplotlib.pyplot as plt  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
+import explorer.analysis.plots as plots  # noqa: E402
 from explorer import rows, search  # noqa: E402
 from explorer import space as spaces  # noqa: E402
-from explorer.analysis import plots  # noqa: E402
 from explorer.analysis.pareto import pareto_mask  # noqa: E402
 
 
