@@ -36,12 +36,11 @@ class FrontSearch(Searcher):
             )
         super().__init__(metric=learned, mode="max")
         self.space, self.groups, self.learned = space, groups, learned
-        pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
-        if not pts:
+        allowed = rows.candidates(space)
+        if not allowed:
             raise ValueError("search.method ehvi: every point breaks the constraints")
-        self.points = pts
-        sizes = [rows.known_objectives(p) for p in pts]
-        known = [[float(s[k]) for k in known_keys] for s in sizes]
+        self.points = pts = [p for p, _ in allowed]
+        known = [[float(s[k]) for k in known_keys] for _, s in allowed]
         self.proposer = FrontProposer(
             encode([p.values for p in pts], space.varied), known, space.recipe.epochs,
             seed=space.search.seed,

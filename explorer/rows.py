@@ -117,6 +117,17 @@ def ended_rows(
     ]
 
 
+def candidates(space: spaces.Space) -> list[tuple[spaces.Point, dict]]:
+    """The points a proposing method chooses from (`space.candidates`) that meet the
+    constraints, each with its objectives known before training (planned once)."""
+    out = []
+    for p in spaces.candidates(space):
+        summary = complexity.summary(arch.plan(p.arch))
+        if not space.constraints.violations(summary):
+            out.append((p, {**summary, "bytes_compressed": bytes_compressed_known(p)}))
+    return out
+
+
 def constraint_violations(space: spaces.Space, point: spaces.Point) -> str:
     """Why the space's constraints skip this point ('' when they do not)."""
     why = space.constraints.violations(complexity.summary(arch.plan(point.arch)))

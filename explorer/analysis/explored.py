@@ -27,8 +27,7 @@ def candidates_table(space: spaces.Space) -> pd.DataFrame | None:
     method that trains the points it enumerates."""
     if not search.METHODS[space.search.method].enumerated:
         return None
-    pts = [p for p in spaces.candidates(space) if not rows.constraint_violations(space, p)]
-    return pd.DataFrame([{"point": p.index, **rows.known_objectives(p)} for p in pts])
+    return pd.DataFrame([{"point": p.index, **known} for p, known in rows.candidates(space)])
 
 
 def explored(
