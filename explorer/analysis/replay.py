@@ -50,7 +50,7 @@ SPREAD = ("pareto", "grid_spread")
 # size objectives computed from the architecture, in the order the replay prefers
 SIZES = ("bytes_int8", "bytes_f32", "params", "flops")
 TARGET = 0.95  # of the full grid's hypervolume
-_OBJ = {"accuracy": "max", "size": "min"}
+OBJ = {"accuracy": "max", "size": "min"}  # a replay's objectives: its curves and sizes
 
 
 @dataclasses.dataclass
@@ -198,7 +198,7 @@ def simulate(
         order = [order[i] for i in spread_order([[sizes[t]] for t in order])]
     kind = name.removesuffix("_arrival").removesuffix("_spread")
     if kind == "pareto":
-        judge = (judge or _default_judge)(_OBJ, budget, eta)
+        judge = (judge or _default_judge)(OBJ, budget, eta)
     elif name == "asha":
         quota = RayAsha(budget, eta)
     elif name in ("moasha", "moasha_own_rank"):
@@ -277,6 +277,14 @@ class Reference:
         return float(moocore.hypervolume(x, ref=self.point)) if len(x) else 0.0
 
 
+def truth(data: Curves) -> tuple[Reference, set[str]]:
+    """The recorded trials' reference point and hypervolume, and their true front."""
+    final = pd.DataFrame({"accuracy": [data.accuracy[t][-1] for t in data.trials],
+                          "size": [data.size[t] for t in data.trials]})  # fmt: skip
+    front = {t for t, on in zip(data.trials, pareto_mask(final, OBJ), strict=True) if on}
+    return Reference.of(data), front
+
+
 @dataclasses.dataclass
 class Replay:
     """What `replay` measured: one row per scheduler, and the setting it ran in."""
@@ -325,11 +333,7 @@ def replay(
         raise ValueError(f"replay: orders and workers must be 1 or more, got {orders}, {workers}")
     rungs(data.budget, 1, eta)  # checks eta
     trials = data.trials
-    final = pd.DataFrame(
-        {"accuracy": [data.accuracy[t][-1] for t in trials], "size": [data.size[t] for t in trials]}
-    )
-    ref = Reference.of(data)
-    front = {t for t, on in zip(trials, pareto_mask(final, _OBJ), strict=True) if on}
+    ref, front = truth(data)
     total = len(trials) * data.budget
     rng = np.random.default_rng(seed)
     arrivals = [list(rng.permutation(trials)) for _ in range(orders)]

@@ -26,8 +26,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
-from explorer.analysis.pareto import pareto_mask
-from explorer.analysis.replay import _OBJ, Curves, Reference, full_curves
+from explorer.analysis import replay
+from explorer.analysis.replay import OBJ, Curves, Reference, full_curves
 from explorer.pareto_scheduler import PAUSE, STOP, ParetoRungs
 from explorer.proposer import FrontProposer, encode
 
@@ -171,7 +171,7 @@ def simulate(name: str, pool: Pool, seed: int, ref: Reference, front: set, worke
     (time, pool index, epoch, decision) for every epoch."""
     data, trials = pool.data, pool.trials
     method = make_method(name.removesuffix("_pareto"), pool, seed)
-    judge = ParetoRungs(_OBJ, data.budget, grace=1, eta=eta) if name.endswith("_pareto") else None
+    judge = ParetoRungs(OBJ, data.budget, grace=1, eta=eta) if name.endswith("_pareto") else None
     total = len(trials) * data.budget
     running: list[tuple[int, int, int, int]] = []  # (time its epoch ends, seq, trial, done)
     paused: dict[int, int] = {}
@@ -239,12 +239,8 @@ def simulate(name: str, pool: Pool, seed: int, ref: Reference, front: set, worke
 
 
 def truth(pool: Pool) -> tuple[Reference, set]:
-    """The pool's reference point and hypervolume (`replay.Reference`), and its true front."""
-    d = pool.data
-    final = pd.DataFrame({"accuracy": [d.accuracy[t][-1] for t in d.trials],
-                          "size": [d.size[t] for t in d.trials]})  # fmt: skip
-    front = {t for t, on in zip(d.trials, pareto_mask(final, _OBJ), strict=True) if on}
-    return Reference.of(d), front
+    """The pool's reference point and hypervolume, and its true front (`replay.truth`)."""
+    return replay.truth(pool.data)
 
 
 def compare(pool: Pool, methods, seeds: int = 20, workers: int = 2, eta: int = 3,
