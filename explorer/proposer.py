@@ -215,9 +215,10 @@ class FrontProposer:
             self.kernel, self.fitted_at = gp.kernel_, len(idx)
         return gp
 
-    def predict(self) -> tuple[np.ndarray, np.ndarray]:
-        """Every candidate's predicted final accuracy: mean and standard deviation."""
-        idx, y, var = self.targets()
+    def predict(self, seen=None) -> tuple[np.ndarray, np.ndarray]:
+        """Every candidate's predicted final accuracy: mean and standard deviation
+        (`seen`: `targets()`, when the caller has it already)."""
+        idx, y, var = seen if seen is not None else self.targets()
         if len(idx) < 2 or not self.model:
             mean, sd = (y.mean(), y.std() + 1e-3) if len(idx) >= 2 else (0.5, 0.1)
             return np.full(len(self.x), mean), np.full(len(self.x), sd)
@@ -250,7 +251,8 @@ class FrontProposer:
         return int(self.rng.choice(free if len(free) else left))
 
     def _best(self, left: np.ndarray) -> int:
-        mu, sd = self.predict()
+        idx, y, var = seen = self.targets()
+        mu, sd = self.predict(seen)
         seen = self.finished()
         front_i = list(seen)
         acc = [seen[i] for i in front_i]
@@ -259,7 +261,6 @@ class FrontProposer:
             if i not in seen and i not in self.ended:
                 front_i.append(i)
                 acc.append(mu[i])
-        idx, y, _ = self.targets()
         ref_acc = float(min(y.min() if len(y) else mu.min(), mu[left].min()))
         front = np.column_stack([self.known[front_i], acc]) if front_i else np.zeros((0, 2))
         ref = np.r_[self.ref_size, ref_acc]
