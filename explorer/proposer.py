@@ -251,8 +251,9 @@ class FrontProposer:
         return int(self.rng.choice(free if len(free) else left))
 
     def _best(self, left: np.ndarray) -> int:
-        idx, y, var = seen = self.targets()
-        mu, sd = self.predict(seen)
+        targets = self.targets()
+        mu, sd = self.predict(targets)
+        y = targets[1]
         seen = self.finished()
         front_i = list(seen)
         acc = [seen[i] for i in front_i]
