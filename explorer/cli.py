@@ -148,12 +148,24 @@ def parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("export", help="a kept network as an ONNX file, checked against JAX")
     p.add_argument(
-        "checkpoint", help="a sweep folder (with --trial or --best) or a checkpoint folder"
+        "checkpoint",
+        help="a checkpoint folder, a sweep folder (with --trial, --best or --front) "
+        "or a compressed .sqz file",
     )
     p.add_argument("--trial", help="the sweep's trial to export")
     p.add_argument("--best", metavar="COLUMN", help="the sweep's best trial by COLUMN")
     p.add_argument("--where", metavar="QUERY", help='only rows meeting e.g. "bytes_int8 <= 1e5"')
-    p.add_argument("--out", help="the ONNX file (default TRIAL.onnx, or model.onnx)")
+    p.add_argument(
+        "--front",
+        action="store_true",
+        help="every row on the sweep's Pareto front (as the report's), one file each, "
+        "and a table (DIR/front.csv)",
+    )
+    p.add_argument(
+        "--out",
+        help="the ONNX file (default TRIAL.onnx, NAME.onnx for NAME.sqz, or model.onnx); "
+        "with --front a folder (default SWEEP/front-onnx, or front-int8)",
+    )
     p.add_argument(
         "--input-dtype",
         choices=DTYPES,

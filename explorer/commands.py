@@ -271,31 +271,9 @@ def cmd_report(args) -> int:
 
 # ---------------------------------------------------------------- export, evaluate
 def cmd_export(args) -> int:
-    from explorer import deploy
+    from explorer import deploy_front  # a checkpoint, a .sqz file, or a sweep's --front
 
-    folder, row = deploy.checkpoint_of(args.checkpoint, args.trial, args.best, args.where)
-    out = Path(args.out or (f"{row['trial_id']}.onnx" if row is not None else "model.onnx"))
-    trial = None if row is None else str(row["trial_id"])
-    done = deploy.export_checkpoint(folder, out, args.input_dtype, args.epoch, args.test_size,
-                                    args.data_dir, args.settings.fashion_mnist_dir, trial,
-                                    args.int8)  # fmt: skip
-    s = done.plan.spec
-    print(
-        f"{out}: {console.human_bytes(done.size_bytes)}, from {folder} (epoch {done.epoch}); "
-        f"input {args.input_dtype} [N, {s.image_size}, {s.image_size}, {s.in_channels}] "
-        f"pixels 0-255, output logits [N, {s.num_classes}]"
-    )
-    before = " (the float32 graph, before quantisation)" if done.int8 else ""
-    print(f"max |ONNX Runtime - JAX| on {done.checked} test images: {done.max_diff:.2e}{before}")
-    if done.int8:
-        print(done.int8_line(row.get("int8_accuracy") if row is not None else None))
-        return 0
-    jax_top1 = row["accuracy"] if row is not None else done.jax_top1
-    print(
-        f"top-1 {100 * done.top1:.2f}% on {done.test_images:,} {done.dataset} test images "
-        "(ONNX Runtime)" + (f"; JAX: {100 * jax_top1:.2f}%" if jax_top1 is not None else "")
-    )
-    return 0
+    return deploy_front.cmd_export(args)
 
 
 def cmd_compress(args) -> int:

@@ -1,9 +1,12 @@
 """`explorer export` and `explorer evaluate`: a kept network out to ONNX, checked.
 
-A network to export is named by a checkpoint folder (`explorer train --save`)
-or by a sweep folder and a trial: `--trial ID`, or the best row by a column
+A network to export is named by a checkpoint folder (`explorer train --save`),
+by a sweep folder and a trial: `--trial ID`, or the best row by a column
 (`--best accuracy`) among those meeting a query (`--where "bytes_int8 <=
-100_000"`); the row's `checkpoint` column says where its weights are.
+100_000"`); the row's `checkpoint` column says where its weights are; or by a
+compressed file (`.sqz`, `explorer compress`), exported as the network it
+decodes to. Checkpoints and compressed files take one path to ONNX
+(`export_network`); a sweep's whole front is explorer.deploy_front's.
 """
 
 from __future__ import annotations
@@ -31,24 +34,25 @@ class Exported:
     out: Path
     size_bytes: int
     source: Path
-    epoch: int
+    epoch: int | None
     plan: arch.Plan
     max_diff: float
     checked: int
     top1: float
     test_images: int
     dataset: str
-    jax_top1: float | None
+    jax_top1: float | None  # the network's own top-1 in JAX (a checkpoint's, a decoded file's)
     int8: bool = False  # the file is the int8 graph (export.quantize_int8)
-    latency_b1_ms: float | None = None  # ONNX Runtime, one thread (int8 files)
+    latency_b1_ms: float | None = None  # ONNX Runtime, one thread
 
-    def int8_line(self, row_int8: float | None) -> str:
-        """An int8 file's figures beside its row's int8 accuracy and `bytes_int8`."""
+    def int8_line(self, reference: float | None, label: str = "the row's int8 accuracy") -> str:
+        """An int8 file's figures beside a reference top-1 (its row's int8 accuracy) and
+        `bytes_int8`."""
         want = complexity.bytes_int8(self.plan)
         return (
             f"int8 (QDQ): top-1 {100 * self.top1:.2f}% on {self.test_images:,} {self.dataset} "
             "test images (ONNX Runtime)"
-            + (f"; the row's int8 accuracy: {100 * row_int8:.2f}%" if row_int8 is not None else "")
+            + (f"; {label}: {100 * reference:.2f}%" if reference is not None else "")
             + f"; {self.size_bytes / want:.2f}x bytes_int8 ({human_bytes(want)}); "
             f"batch-1 latency {self.latency_b1_ms:.2f} ms"
         )
@@ -120,23 +124,81 @@ def export_checkpoint(
     fashion_mnist_dir: str | None = None,
     trial_id: str | None = None,
     int8: bool = False,
+    cache: dict | None = None,
 ) -> Exported:
-    """Write the ONNX file of a checkpoint, verify it against JAX, measure its top-1.
-
-    A file whose logits differ from JAX's by more than export.TOLERANCE is
-    removed and raises ExportError. With int8, the verified float graph is then
-    quantised (export.quantize_int8, calibrated on CALIBRATION training images) and
-    the int8 file is what is written and measured, with its batch-1 latency.
-    """
+    """Write the ONNX file of a checkpoint, verify it against JAX, measure its top-1
+    (`export_network`). cache: data sets already loaded, kept across calls (--front)."""
     params, _, meta = checkpoints.restore(folder, epoch)
     plan = arch.plan(checkpoints.spec_of(meta))
-    keep = ("dataset", "epoch", "seed", "accuracy", "recipe")
-    info = {k: meta[k] for k in keep if meta.get(k) is not None}
-    if trial_id:
-        info["trial_id"] = trial_id
+    info = _info(meta, ("dataset", "epoch", "seed", "accuracy", "recipe"), trial_id)
+    data = _data(meta, data_dir, fashion_mnist_dir, _train_size(int8),
+                 test_size or meta.get("test_size"), cache)  # fmt: skip
+    return export_network(plan, params, meta, out, data, folder, input_dtype, int8, info)
+
+
+def export_compressed(
+    path: Path,
+    out: Path,
+    input_dtype: str = "uint8",
+    test_size: int | None = None,
+    data_dir: str | None = None,
+    fashion_mnist_dir: str | None = None,
+    int8: bool = False,
+    settings=None,
+) -> tuple[Exported, object]:
+    """The network a `.sqz` file decodes to as an ONNX file (`export_network`), and the
+    decoded file; the Exported's jax_top1 is the decoded network's (`evaluate_compressed`).
+
+    int8 only for a file whose weights are shared among at most 2^8 values per layer
+    (bits <= 8; 0: not shared, float32 as a checkpoint's); otherwise ExportError.
+    """
+    from explorer import sqzfile
+
+    decoded = sqzfile.read(path)
+    meta = decoded.meta
+    bits = int(meta.get("bits", 0))
+    if int8 and bits > MAX_INT8_BITS:
+        raise ExportError(
+            f"{path}: --int8 expects a codebook that fits int8 (at most {MAX_INT8_BITS} bits); "
+            f"this file's has {bits} bits"
+        )
+    plan = arch.plan(checkpoints.spec_of(meta))
+    keep = ("dataset", "epoch", "seed", "recipe", "trial_id", "compression")
+    info = _info(meta, keep, None)
+    info["compressed_file"] = {"name": Path(path).name, "bytes": decoded.size}
+    data = _data(meta, data_dir, fashion_mnist_dir, _train_size(int8),
+                 test_size or meta.get("test_size"))  # fmt: skip
+    jax_top1 = _decoded_top1(decoded, data, settings)
+    done = export_network(plan, decoded.params, meta, out, data, Path(path), input_dtype, int8,
+                          info)  # fmt: skip
+    return dataclasses.replace(done, jax_top1=jax_top1), decoded
+
+
+MAX_INT8_BITS = 8  # a compressed file's codebook that int8 holds: 2^8 values per layer
+
+
+def export_network(
+    plan: arch.Plan,
+    params,
+    meta: dict,
+    out: Path,
+    data: datasets.Dataset,
+    source: Path,
+    input_dtype: str = "uint8",
+    int8: bool = False,
+    info: dict | None = None,
+) -> Exported:
+    """Write a network's ONNX file, verify it against JAX, measure its top-1 and latency.
+
+    meta: the network's `mean`, `std` (pixel units) and, if known, `epoch` and
+    `accuracy` (its own top-1); info: the file's metadata. A file whose logits differ
+    from JAX's by more than export.TOLERANCE on CHECKED_IMAGES test images is removed
+    and raises ExportError. With int8, the verified float graph is then quantised
+    (export.quantize_int8, calibrated on the first CALIBRATION training images) and the
+    int8 file is what is written and measured.
+    """
     float_out = out.with_name(f".{out.name}.float32.onnx") if int8 else out
     export.to_onnx(plan, params, meta["mean"], meta["std"], float_out, input_dtype, info)
-    data = _data(meta, data_dir, fashion_mnist_dir, None, test_size or meta.get("test_size"))
     check = data.x_test[:CHECKED_IMAGES]
     diff = export.verify(float_out, plan, params, meta["mean"], meta["std"], check)
     if diff > export.TOLERANCE:
@@ -145,18 +207,17 @@ def export_checkpoint(
             f"{out}: ONNX Runtime's logits differ from JAX's by {diff:.2e} "
             f"(more than {export.TOLERANCE:g}); the file was removed"
         )
-    latency = None
     if int8:
         try:
             export.quantize_int8(float_out, out, data.x_train[:CALIBRATION])
         finally:
             float_out.unlink()
-        latency = export.ort_latency_b1_ms(out)
+    epoch = meta.get("epoch")
     return Exported(
         out,
         export.size_bytes(out),
-        folder,
-        int(meta["epoch"]),
+        source,
+        None if epoch is None else int(epoch),
         plan,
         diff,
         len(check),
@@ -165,16 +226,37 @@ def export_checkpoint(
         data.info.name,
         meta.get("accuracy"),
         int8,
-        latency,
+        export.ort_latency_b1_ms(out),
     )
 
 
-def _data(meta: dict, data_dir, fashion_mnist_dir, train_size, test_size) -> datasets.Dataset:
-    """The data set a checkpoint's (or compressed file's) meta names, where it came from."""
+def _info(meta: dict, keep: tuple[str, ...], trial_id: str | None) -> dict:
+    """The ONNX file's metadata: these keys of a network's meta, and its trial."""
+    info = {k: meta[k] for k in keep if meta.get(k) is not None}
+    if trial_id:
+        info["trial_id"] = trial_id
+    return info
+
+
+def _train_size(int8: bool) -> int:
+    """Training images an export needs: the calibration images of an int8 file."""
+    return CALIBRATION if int8 else 1
+
+
+def _data(
+    meta: dict, data_dir, fashion_mnist_dir, train_size, test_size, cache: dict | None = None
+) -> datasets.Dataset:
+    """The data set a checkpoint's (or compressed file's) meta names, where it came from
+    (the first train_size/test_size images). cache: loaded ones by what was asked."""
+    where = data_dir or meta.get("data_dir")
+    key = (meta["dataset"], where, train_size, test_size, fashion_mnist_dir)
+    if cache is not None and key in cache:
+        return cache[key]
     extra = {"fashion_mnist_dir": fashion_mnist_dir} if fashion_mnist_dir else {}
-    return datasets.load(
-        meta["dataset"], data_dir or meta.get("data_dir"), train_size, test_size, False, **extra
-    )
+    data = datasets.load(meta["dataset"], where, train_size, test_size, False, **extra)
+    if cache is not None:
+        cache[key] = data
+    return data
 
 
 def compress_checkpoint(
@@ -221,15 +303,22 @@ def evaluate_compressed(
     settings=None,
 ) -> tuple[float, int, object]:
     """(top-1, test images, the decoded file) of a compressed network, decoded from its bytes."""
-    from explorer import compression, sqzfile
-    from explorer.recipe import Recipe
+    from explorer import sqzfile
 
     decoded = sqzfile.read(path)
     meta = decoded.meta
     data = _data(meta, data_dir, fashion_mnist_dir, 1, test_size or meta.get("test_size"))
+    return _decoded_top1(decoded, data, settings), len(data.x_test), decoded
+
+
+def _decoded_top1(decoded, data: datasets.Dataset, settings=None) -> float:
+    """Test top-1 of a decoded compressed file's network in JAX (compression.evaluate)."""
+    from explorer import compression
+    from explorer.recipe import Recipe
+
+    meta = decoded.meta
     recipe = Recipe.model_validate_json(meta["recipe"]) if meta.get("recipe") else Recipe()
     spec = checkpoints.spec_of(meta)
-    top1 = compression.evaluate(
+    return compression.evaluate(
         spec, recipe, data, decoded.params, settings, meta.get("mean"), meta.get("std")
     )
-    return top1, len(data.x_test), decoded
