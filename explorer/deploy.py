@@ -14,17 +14,18 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 
 from explorer import architecture as arch
-from explorer import checkpoints, complexity, export, results
+from explorer import checkpoints, complexity, export, export_int8, results
 from explorer import data as datasets
-from explorer.console import human_bytes
+from explorer.console import first_line, human_bytes
 from explorer.export import ExportError
 from explorer.metrics import DIRECTIONS
 
 CHECKED_IMAGES = 256  # test images whose logits are compared, ONNX Runtime against JAX
-CALIBRATION = 512  # training images whose activations set an int8 file's ranges
+CALIBRATION = 512  # training images whose activations set an int8 file's ranges (docs/deploy.md)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -42,7 +43,7 @@ class Exported:
     test_images: int
     dataset: str
     jax_top1: float | None  # the network's own top-1 in JAX (a checkpoint's, a decoded file's)
-    int8: bool = False  # the file is the int8 graph (export.quantize_int8)
+    int8: bool = False  # the file is the int8 graph (export_int8.quantize_int8)
     latency_b1_ms: float | None = None  # ONNX Runtime, one thread
 
     def int8_line(self, reference: float | None, label: str = "the row's int8 accuracy") -> str:
@@ -50,8 +51,8 @@ class Exported:
         `bytes_int8`."""
         want = complexity.bytes_int8(self.plan)
         return (
-            f"int8 (QDQ): top-1 {100 * self.top1:.2f}% on {self.test_images:,} {self.dataset} "
-            "test images (ONNX Runtime)"
+            f"int8 (QLinearConv): top-1 {100 * self.top1:.2f}% on {self.test_images:,} "
+            f"{self.dataset} test images (ONNX Runtime)"
             + (f"; {label}: {100 * reference:.2f}%" if reference is not None else "")
             + f"; {self.size_bytes / want:.2f}x bytes_int8 ({human_bytes(want)}); "
             f"batch-1 latency {self.latency_b1_ms:.2f} ms"
@@ -194,7 +195,7 @@ def export_network(
     `accuracy` (its own top-1); info: the file's metadata. A file whose logits differ
     from JAX's by more than export.TOLERANCE on CHECKED_IMAGES test images is removed
     and raises ExportError. With int8, the verified float graph is then quantised
-    (export.quantize_int8, calibrated on the first CALIBRATION training images) and the
+    (export_int8.quantize_int8, calibrated on the first CALIBRATION training images) and the
     int8 file is what is written and measured.
     """
     float_out = out.with_name(f".{out.name}.float32.onnx") if int8 else out
@@ -209,7 +210,7 @@ def export_network(
         )
     if int8:
         try:
-            export.quantize_int8(float_out, out, data.x_train[:CALIBRATION])
+            export_int8.quantize_int8(float_out, out, data.x_train[:CALIBRATION])
         finally:
             float_out.unlink()
     epoch = meta.get("epoch")
@@ -228,6 +229,43 @@ def export_network(
         int8,
         export.ort_latency_b1_ms(out),
     )
+
+
+def int8_figures(
+    float_onnx_path: str | Path,
+    plan: arch.Plan | arch.ArchSpec,
+    data: datasets.Dataset,
+    out: str | Path | None = None,
+) -> dict:
+    """The int8 file of a network's float32 ONNX file (export.to_onnx), measured.
+
+    Written to `out`, by default beside the float file (NAME.int8.onnx), as
+    `explorer export --int8` writes it: calibrated on the first CALIBRATION training
+    images of `data`. Returns bytes_int8_onnx (its size on disk), int8_onnx_accuracy
+    (its top-1 on data's test split) and latency_ort_int8_b1_ms (batch 1), both in ONNX
+    Runtime on one thread. ExportError when the file is not this plan's network (its
+    metadata's spec), there is no calibration image, or any step fails.
+    """
+    src = Path(float_onnx_path)
+    out = Path(out) if out is not None else src.with_name(f"{src.stem}.int8.onnx")
+    spec = plan.spec if isinstance(plan, arch.Plan) else plan
+    try:
+        if export.metadata(src).get("spec") != spec.as_dict():
+            raise ExportError(f"{src}: its metadata's spec is not this plan's network")
+        if not len(data.x_train):
+            raise ExportError(f"{src}: no training images to calibrate the int8 file on")
+        export_int8.quantize_int8(src, out, data.x_train[:CALIBRATION])
+        one_thread = export._session(out, threads=1)  # a trial's share of the machine
+        logits = export.predict(out, data.x_test, session=one_thread)
+        return {
+            "bytes_int8_onnx": export.size_bytes(out),
+            "int8_onnx_accuracy": float(np.mean(logits.argmax(-1) == data.y_test)),
+            "latency_ort_int8_b1_ms": export.ort_latency_b1_ms(out),
+        }
+    except ExportError:
+        raise
+    except Exception as e:  # ONNX Runtime's run errors, a full disk: one line for the row
+        raise ExportError(f"{src}: int8 figures failed ({first_line(e)})") from None
 
 
 def _info(meta: dict, keep: tuple[str, ...], trial_id: str | None) -> dict:

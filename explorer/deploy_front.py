@@ -4,8 +4,9 @@ ONNX files, each checked against JAX and measured in ONNX Runtime (explorer.depl
 `--front` exports every row on the sweep's Pareto front as the report draws it: the
 architectures (means over seeds, `analysis.architectures`) that no other dominates in
 the sweep's objectives (its space.yaml's; else params and accuracy), each of their
-seeds' rows. `search.keep_weights: front` keeps exactly those rows' weights; a front
-row without kept weights is a line of the table that says so.
+seeds' rows. `search.keep_weights: front` keeps the weights of the rows on the rows' own
+front (seed by seed: an architecture's weaker seed may have none); a front row without
+kept weights is a line of the table that says so.
 """
 
 from __future__ import annotations
@@ -176,7 +177,7 @@ def _front(args, src: Path) -> int:
     records = export_front(src, out_dir, args.int8, args.input_dtype, args.test_size,
                            args.data_dir, args.settings.fashion_mnist_dir)  # fmt: skip
     column = "int8_accuracy" if args.int8 else "accuracy"
-    kind = "int8 (QDQ)" if args.int8 else f"float32, input {args.input_dtype}"
+    kind = "int8 (QLinearConv)" if args.int8 else f"float32, input {args.input_dtype}"
     print(f"{src}: {len(records)} rows on the front; ONNX files ({kind}) in {out_dir}")
     print(front_table(records, column))
     print(f"table written to {out_dir / FRONT_CSV}")

@@ -7,12 +7,16 @@ per-channel normalisation (x - mean) / std is inside the graph, so a caller
 feeds raw pixels. The file's metadata (`metadata_props`) records the data set,
 mean, std and the ArchSpec.
 
-jax2onnx traces the JAX function. The model is built with the `xla` lowering:
-XLA's own convolution (ONNX Conv) and the 3x3/2 ceil-mode max-pool as strided
-slices and maxima (-inf padded), the same function as the trainer's. The
-`reference` lowering's `flax.linen.max_pool` call is not exportable with
-jax2onnx 0.13 (its replacement of that function takes the window keyword-only),
-and the CPU lowerings' im2col adds nothing for an exporter.
+jax2onnx traces the JAX function. The model is built with its own lowering
+(`_lowering`): XLA's own convolution (ONNX Conv), the 3x3/2 ceil-mode max-pool as
+strided slices and maxima (-inf padded), in the textbook order conv + bias, ReLU,
+pool: the same function as the trainer's (which pools first, an exact rewrite), but
+each convolution then carries its bias and is followed by its ReLU, which ONNX
+Runtime fuses, and the int8 graph quantises the ReLU's output rather than a
+convolution's before its bias (explorer.export_int8). The `reference` lowering's
+`flax.linen.max_pool` call is not exportable with jax2onnx 0.13 (its replacement of
+that function takes the window keyword-only), and the CPU lowerings' im2col adds
+nothing for an exporter.
 """
 
 from __future__ import annotations
@@ -34,7 +38,6 @@ from explorer.console import first_line
 INPUT, OUTPUT = "images", "logits"
 DTYPES = ("uint8", "float32")
 TOLERANCE = 1e-4  # max |ONNX Runtime - JAX| on float32 logits that `verify` callers accept
-LOWERING = "xla"
 
 
 class ExportError(Exception):
@@ -66,7 +69,7 @@ def to_onnx(
         raise ExportError(f"input dtype: expected one of {', '.join(DTYPES)}, got {input_dtype!r}")
     p = plan if isinstance(plan, Plan) else make_plan(plan)
     spec = p.spec
-    model = models.build(p, LOWERING)
+    model = models.build(p, _lowering())
     params = jax.tree.map(lambda a: np.asarray(a, np.float32), jax.device_get(params))
     mean = np.asarray(mean, np.float32).reshape(spec.in_channels)
     std = np.asarray(std, np.float32).reshape(spec.in_channels)
@@ -120,99 +123,6 @@ def to_onnx(
         Path(tmp).unlink(missing_ok=True)
         raise
     return path
-
-
-# Quantised: convolutions and their ReLUs. The ceil-mode max-pools are padded with -inf,
-# which no int8 range holds; they run on the dequantised values (docs/deploy.md).
-INT8_OPS = ["Conv", "Relu"]
-
-
-def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, images: np.ndarray) -> Path:
-    """An int8 copy of an exported graph, for ONNX Runtime's integer kernels.
-
-    QDQ format (QuantizeLinear/DequantizeLinear pairs that ONNX Runtime fuses into
-    QLinearConv): weights int8 per output channel, symmetric (max|w| / 127, as a
-    row's `int8_accuracy` is measured); activations uint8, their ranges calibrated
-    (min-max) on `images` (uint8 NHWC training images). The graph is first folded
-    (ONNX Runtime's quantisation pre-processing: the weights' layout transposes
-    become int8 initializers), and its tensor names are shortened, since names are
-    a large part of a small network's file. ExportError when nothing can be quantised.
-    """
-    import onnx
-    from onnxruntime.quantization import (
-        CalibrationDataReader,
-        QuantFormat,
-        QuantType,
-        quantize_static,
-    )
-    from onnxruntime.quantization.shape_inference import quant_pre_process
-
-    src, out = Path(src), Path(out)
-    inp = _session(src).get_inputs()[0]
-    dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
-
-    class Reader(CalibrationDataReader):
-        def __init__(self):
-            self.batches = iter([{inp.name: images[i : i + 64].astype(dtype)}
-                                 for i in range(0, len(images), 64)])  # fmt: skip
-
-        def get_next(self):
-            return next(self.batches, None)
-
-    out.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=out.parent, prefix=f".{out.name}.") as tmp:
-        folded, quantised = Path(tmp) / "folded.onnx", Path(tmp) / "int8.onnx"
-        root, level = logging.getLogger(), logging.getLogger().level
-        try:
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")
-                root.setLevel(logging.ERROR)  # the tool logs advice at WARNING
-                quant_pre_process(str(src), str(folded))
-                quantize_static(
-                    str(folded), str(quantised), Reader(), quant_format=QuantFormat.QDQ,
-                    per_channel=True, activation_type=QuantType.QUInt8,
-                    weight_type=QuantType.QInt8, op_types_to_quantize=INT8_OPS,
-                    extra_options={"WeightSymmetric": True, "ActivationSymmetric": False},
-                )  # fmt: skip
-            proto = onnx.load(str(quantised))
-        except Exception as e:
-            raise ExportError(f"{src}: cannot be quantised to int8 ({first_line(e)})") from None
-        finally:
-            root.setLevel(level)
-        if not any(n.op_type == "DequantizeLinear" for n in proto.graph.node):
-            raise ExportError(f"{src}: nothing in the graph could be quantised to int8")
-        _shorten_names(proto)
-        del proto.metadata_props[:]
-        for p in onnx.load(str(src)).metadata_props:
-            proto.metadata_props.add(key=p.key, value=p.value)
-        proto.metadata_props.add(key="int8", value=json.dumps({
-            "weights": "int8 per output channel, symmetric", "activations": "uint8, min-max",
-            "quantised": INT8_OPS, "calibration_images": int(len(images)),
-        }))  # fmt: skip
-        onnx.save(proto, str(quantised))
-        os.replace(quantised, out)
-    return out
-
-
-def _shorten_names(proto) -> None:
-    """Name every inner tensor by a short number and drop node names, doc strings and
-    shape annotations (none changes what the graph computes)."""
-    g = proto.graph
-    keep = {i.name for i in g.input} | {o.name for o in g.output}
-    names: dict[str, str] = {}
-
-    def short(n: str) -> str:
-        if not n or n in keep:
-            return n
-        return names.setdefault(n, format(len(names), "x"))
-
-    for t in g.initializer:
-        t.name = short(t.name)
-    for n in g.node:
-        n.name, n.doc_string = "", ""
-        n.input[:] = [short(x) for x in n.input]
-        n.output[:] = [short(x) for x in n.output]
-    del g.value_info[:]
 
 
 def metadata(path: str | os.PathLike) -> dict:
@@ -348,6 +258,13 @@ def _rename(proto, old: str, new: str) -> None:
             for i, name in enumerate(seq):
                 if name == old:
                     seq[i] = new
+
+
+def _lowering():
+    """XLA's convolutions and separable pool, in the order conv + bias, ReLU, pool."""
+    from explorer.lowering import Lowering
+
+    return Lowering("export", "xla", fast_pool=True, pool_first=False)
 
 
 def _jax2onnx():
