@@ -176,7 +176,7 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--int8",
         action="store_true",
-        help="write the int8 graph (QDQ: integer convolutions in ONNX Runtime), calibrated "
+        help="write the int8 graph (QLinearConv: integer convolutions in ONNX Runtime), calibrated "
         "on 512 training images",
     )
     add_data_source(p, "top-1 on the first N test images (default: as trained)", download=False)

@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 
 from explorer import architecture as arch
@@ -26,6 +25,7 @@ from explorer.metrics import DIRECTIONS
 
 CHECKED_IMAGES = 256  # test images whose logits are compared, ONNX Runtime against JAX
 CALIBRATION = 512  # training images whose activations set an int8 file's ranges (docs/deploy.md)
+MAX_INT8_BITS = 8  # a compressed file's codebook that int8 holds: 2^8 values per layer
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +66,7 @@ def checkpoint_of(
     path = Path(path)
     if not path.exists():
         raise ExportError(f"{path}: no such checkpoint or sweep folder")
-    if (path / "rows").is_dir() or path.suffix in (".parquet", ".csv"):
+    if is_sweep(path):
         row = _row(results.load(path), path, trial, best, where)
         if pd.isna(row["checkpoint"]) or not str(row["checkpoint"]):
             raise ExportError(
@@ -78,6 +78,11 @@ def checkpoint_of(
     if trial or best or where:
         raise ExportError(f"{path}: --trial, --best and --where pick a row of a sweep folder")
     return _one_checkpoint(path), None
+
+
+def is_sweep(path: Path) -> bool:
+    """A sweep folder (one with rows/) or a sweep's results table."""
+    return (path / "rows").is_dir() or path.suffix in (".parquet", ".csv")
 
 
 def _row(table: pd.DataFrame, path: Path, trial, best, where) -> pd.Series:
@@ -175,9 +180,6 @@ def export_compressed(
     return dataclasses.replace(done, jax_top1=jax_top1), decoded
 
 
-MAX_INT8_BITS = 8  # a compressed file's codebook that int8 holds: 2^8 values per layer
-
-
 def export_network(
     plan: arch.Plan,
     params,
@@ -255,11 +257,9 @@ def int8_figures(
         if not len(data.x_train):
             raise ExportError(f"{src}: no training images to calibrate the int8 file on")
         export_int8.quantize_int8(src, out, data.x_train[:CALIBRATION])
-        one_thread = export._session(out, threads=1)  # a trial's share of the machine
-        logits = export.predict(out, data.x_test, session=one_thread)
         return {
             "bytes_int8_onnx": export.size_bytes(out),
-            "int8_onnx_accuracy": float(np.mean(logits.argmax(-1) == data.y_test)),
+            "int8_onnx_accuracy": export.ort_top1(out, data, threads=1),  # a trial's share
             "latency_ort_int8_b1_ms": export.ort_latency_b1_ms(out),
         }
     except ExportError:

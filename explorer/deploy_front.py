@@ -167,7 +167,7 @@ def cmd_export(args) -> int:
 def _front(args, src: Path) -> int:
     if not src.exists():
         raise ExportError(f"{src}: no such sweep folder")
-    if not ((src / "rows").is_dir() or src.suffix in (".parquet", ".csv")):
+    if not deploy.is_sweep(src):
         raise ExportError(
             f"{src}: --front expects a sweep folder (one with rows/) or its results table; "
             "this is not one"

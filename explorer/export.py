@@ -127,7 +127,7 @@ def to_onnx(
 
 def metadata(path: str | os.PathLike) -> dict:
     """The file's metadata (values that are JSON decoded); ExportError if it is no model."""
-    meta = _session(path).get_modelmeta().custom_metadata_map
+    meta = session(path).get_modelmeta().custom_metadata_map
     out = {}
     for k, v in meta.items():
         try:
@@ -137,9 +137,10 @@ def metadata(path: str | os.PathLike) -> dict:
     return out
 
 
-def predict(path: str | os.PathLike, images: np.ndarray, batch: int = 1000, session=None):
-    """Logits of ONNX Runtime for uint8 NHWC images (cast to the file's input type)."""
-    s = session or _session(path)
+def predict(path: str | os.PathLike, images: np.ndarray, batch: int = 1000, opened=None):
+    """Logits of ONNX Runtime for uint8 NHWC images (cast to the file's input type);
+    opened: a session of the file already open (`session`)."""
+    s = opened or session(path)
     inp = s.get_inputs()[0]
     _check_images(path, inp, images)
     dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
@@ -175,15 +176,16 @@ def verify(path, plan: Plan | ArchSpec, params, mean, std, images: np.ndarray) -
     return float(np.max(np.abs(got - want))) if len(images) else 0.0
 
 
-def ort_top1(path: str | os.PathLike, data, batch: int = 1000) -> float:
-    """Top-1 of the ONNX file on a Dataset's test split, run by ONNX Runtime."""
-    logits = predict(path, data.x_test, batch)
+def ort_top1(path: str | os.PathLike, data, batch: int = 1000, threads: int | None = None) -> float:
+    """Top-1 of the ONNX file on a Dataset's test split, run by ONNX Runtime (on `threads`
+    threads; None: ONNX Runtime's default)."""
+    logits = predict(path, data.x_test, batch, session(path, threads))
     return float(np.mean(logits.argmax(-1) == data.y_test))
 
 
 def ort_latency_b1_ms(path: str | os.PathLike, repeats: int = 100, warmup: int = 10) -> float:
     """Median batch-1 latency (ms) in ONNX Runtime on the CPU, one thread, after a warm-up."""
-    s = _session(path, threads=1)
+    s = session(path, threads=1)
     inp = s.get_inputs()[0]
     dims = [d if isinstance(d, int) else 1 for d in inp.shape]
     dims[0] = 1
@@ -204,7 +206,7 @@ def size_bytes(path: str | os.PathLike) -> int:
 
 
 # ---------------------------------------------------------------- helpers
-def _session(path, threads: int | None = None):
+def session(path, threads: int | None = None):
     """An ONNX Runtime CPU session; a missing or unreadable file raises ExportError."""
     import onnxruntime as ort
 

@@ -32,7 +32,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer.console import first_line
-from explorer.export import ExportError, _session
+from explorer.export import ExportError, session
 
 INT8_OPS = ["Conv", "Relu", "MaxPool"]  # quantised (a MaxPool of uint8 keeps its scale)
 POOL = (3, 2)  # the network's max-pools: 3x3 windows, stride 2 (lowering.max_pool_ceil)
@@ -55,7 +55,7 @@ def quantize_int8(src: str | os.PathLike, out: str | os.PathLike, images: np.nda
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     src, out = Path(src), Path(out)
-    inp = _session(src).get_inputs()[0]
+    inp = session(src).get_inputs()[0]
     dtype = np.uint8 if inp.type == "tensor(uint8)" else np.float32
     batches = [{inp.name: images[i : i + 64].astype(dtype)} for i in range(0, len(images), 64)]
 
@@ -122,7 +122,7 @@ def _compact(text: str) -> str:
 
 def _same_logits(a: Path, b: Path, images: np.ndarray) -> None:
     """ExportError unless the two graphs' outputs on these images are equal."""
-    sa, sb = _session(a), _session(b)
+    sa, sb = session(a), session(b)
     feed = {sa.get_inputs()[0].name: images}
     if not np.array_equal(sa.run(None, feed)[0], sb.run(None, feed)[0]):
         raise ExportError(f"{a}: its max-pools as MaxPool nodes change its logits")
@@ -155,10 +155,7 @@ def _maxpools(proto) -> int:
 
     g = proto.graph
     init = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    users: dict[str, list] = defaultdict(list)
-    for n in g.node:
-        for x in n.input:
-            users[x].append(n)
+    users = _users(g)
     outs = {o.name for o in g.output}
     pads = {}  # a -inf Pad's output: (the Pad, its bottom and right padding)
     for n in g.node:
@@ -221,10 +218,7 @@ def _concat_uint8(proto) -> int:
     that holds both (the concatenation's). Returns how many."""
     g = proto.graph
     made = {o: n for n in g.node for o in n.output}
-    users: dict[str, list] = defaultdict(list)
-    for n in g.node:
-        for x in n.input:
-            users[x].append(n)
+    users = _users(g)
     gone, done = set(), 0
     for cat in [n for n in g.node if n.op_type == "Concat"]:
         dqs, after = [made.get(x) for x in cat.input], users[cat.output[0]]
@@ -312,6 +306,15 @@ def _default(a) -> bool:
 
     value = np.asarray(helper.get_attribute_value(a))
     return a.name in _DEFAULTS and bool(np.all(value == _DEFAULTS[a.name]))
+
+
+def _users(g) -> dict[str, list]:
+    """The nodes that take each tensor as an input."""
+    users: dict[str, list] = defaultdict(list)
+    for n in g.node:
+        for x in n.input:
+            users[x].append(n)
+    return users
 
 
 def _drop_unused(g) -> None:
