@@ -218,7 +218,7 @@ def compress(
     before = evaluate(spec, recipe, data, params, settings)
     note("trained", before)
     masks = prune_masks(params, how.sparsity)
-    pruned = _apply(params, masks)
+    pruned = apply_masks(params, masks)
     acc_pruned = evaluate(spec, recipe, data, pruned, settings) if how.sparsity else before
     if how.sparsity:
         note("pruned", acc_pruned)
@@ -236,7 +236,7 @@ def compress(
             on_end=got.extend,
             trainable=Trainable(pruned, wrap=masked(masks)),
         )
-        pruned, acc_retrained = _apply(_to_numpy(got[0]), masks), rec[0]["accuracy"]
+        pruned, acc_retrained = apply_masks(_to_numpy(got[0]), masks), rec[0]["accuracy"]
         note("retrained", acc_retrained)
     shared, acc_shared = None, acc_retrained
     if how.bits:
@@ -303,7 +303,8 @@ def _tuning(recipe: Recipe, how: Compression) -> Callable[[int, float], Recipe]:
     return tuned
 
 
-def _apply(params, masks):
+def apply_masks(params, masks):
+    """The parameters with their pruned weights (mask False) set to zero, as float32."""
     leaves, keep = flat(params), flat(masks)
     return unflat(
         {p: np.where(keep[p], a, np.float32(0)).astype(np.float32) for p, a in leaves.items()}

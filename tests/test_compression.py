@@ -63,7 +63,7 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
     params, _, meta = checkpoints.restore(trained["folder"])
     recipe = Recipe.model_validate_json(meta["recipe"])
     masks = compression.prune_masks(params, 0.6)
-    pruned = compression._apply(params, masks)
+    pruned = compression.apply_masks(params, masks)
     acc_pruned = compression.evaluate(SMALL, recipe, fmnist, pruned)
     got = []
     rec = train.train_and_evaluate(
@@ -89,7 +89,7 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
 @pytest.mark.parametrize("sparsity,bits", [(0.5, 4), (0.0, 3), (0.33, 0), (0.0, 0)])
 def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsity, bits):
     masks = compression.prune_masks(params, sparsity)
-    pruned = compression._apply(params, masks)
+    pruned = compression.apply_masks(params, masks)
     shared = compression.share(pruned, masks, bits) if bits else None
     path = tmp_path / "net.sqz"
     layout = _write(path, shared or compression.Shared.dense(pruned), sparsity, bits)
@@ -107,7 +107,7 @@ def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsi
 
 def test_huffman_coded_size_is_the_files_payload(params, tmp_path):
     masks = compression.prune_masks(params, 0.6)
-    shared = compression.share(compression._apply(params, masks), masks, 5)
+    shared = compression.share(compression.apply_masks(params, masks), masks, 5)
     layout = _write(tmp_path / "net.sqz", shared, 0.6, 5)
     # each stream's length, counted independently: frequency x code length, whole bytes
     streams = [i[i >= 0] for i in shared.indices.values()]
@@ -127,7 +127,7 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
     from explorer import complexity
 
     masks = compression.prune_masks(params, 0.5)
-    shared = compression.share(compression._apply(params, masks), masks, 4)
+    shared = compression.share(compression.apply_masks(params, masks), masks, 4)
     size = _write(tmp_path / "net.sqz", shared, 0.5, 4).total
     estimate = complexity.bytes_compressed_estimate(arch.plan(SMALL), 0.5, 4)
     assert 0.8 * size <= estimate <= 1.3 * size, (estimate, size)
@@ -141,7 +141,7 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
 def a_file(params, tmp_path_factory):
     """The bytes of a compressed file (SMALL's initial weights, 50% pruned, 4 bits)."""
     masks = compression.prune_masks(params, 0.5)
-    shared = compression.share(compression._apply(params, masks), masks, 4)
+    shared = compression.share(compression.apply_masks(params, masks), masks, 4)
     path = tmp_path_factory.mktemp("file") / "net.sqz"
     _write(path, shared, 0.5, 4)
     return path.read_bytes()

@@ -32,7 +32,7 @@ def _write_sqz(path, params, meta, sparsity: float, bits: int, pad_to: int | Non
     """The network's weights pruned and shared as `explorer compress` stores them (without
     its retraining); pad_to: codebooks padded to this many entries (a file of more bits)."""
     masks = compression.prune_masks(params, sparsity)
-    shared = compression.share(compression._apply(params, masks), masks, bits)
+    shared = compression.share(compression.apply_masks(params, masks), masks, bits)
     codebooks = shared.codebooks
     if pad_to:
         codebooks = {p: np.pad(np.asarray(c), (0, pad_to - len(c))) for p, c in codebooks.items()}
