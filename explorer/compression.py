@@ -296,7 +296,6 @@ def _tuning(recipe: Recipe, how: Compression) -> Callable[[int, float], Recipe]:
                 "learning_rate": recipe.learning_rate * how.learning_rate_scale,
                 "warmup_epochs": 0.0,
                 "weight_decay": weight_decay,
-                "inject_fault": "none",
             }
         )
 

@@ -46,7 +46,7 @@ def compilation_cache(folder: str | os.PathLike | None) -> str | None:
 
 
 class TrainingFailed(Exception):
-    """A run that cannot go on (NaN loss, injected fault)."""
+    """A run that cannot start or go on (a batch larger than the data set)."""
 
 
 # ---------------------------------------------------------------- optimiser
@@ -309,10 +309,6 @@ def train_and_evaluate(
     last = {"loss": np.full(k, np.nan), "accuracy": np.full(k, np.nan)}
     loss = top1 = top5 = np.full(k, np.nan)
     for ep in range(first, recipe.epochs + 1):
-        if ep == recipe.fault_epoch and recipe.inject_fault == "error":
-            raise TrainingFailed(f"injected fault (train.inject_fault: error) at epoch {ep}")
-        if ep == recipe.fault_epoch and recipe.inject_fault == "nan":
-            state = {**state, "params": jax.tree.map(lambda p: p * jnp.nan, state["params"])}
         t0 = time.perf_counter()
         key = execution.fold_keys(loop_key, ep)
         state, metrics = execution.run_epoch(runner, state, dev, key, on_step)

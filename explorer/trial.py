@@ -9,7 +9,6 @@ the driver in the trial's last result, and the driver writes them
 from __future__ import annotations
 
 import math
-import os
 import shutil
 import socket
 import tempfile
@@ -47,7 +46,6 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         tune.report({"epoch": 0, "done": True, "rows": rows, **worst()})
         return
 
-    crash_after = _crash_after(point.recipe, tune.get_context())
     train.compilation_cache(settings.cache_folder)
     ds = space.dataset
     data = datasets.load(
@@ -92,8 +90,6 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
             )
         report = {"epoch": ep, "done": False, "rows": partial, "curve": curve, **means}
         tune.report(report, checkpoint=keeper.take())
-        if ep == crash_after:  # inject_fault: crash, after this epoch's checkpoint
-            os._exit(1)
 
     final_params: list = []
     try:
@@ -188,22 +184,6 @@ def _host() -> str:
         return f"{socket.gethostname()} ({ray.util.get_node_ip_address()})"
     except Exception:
         return socket.gethostname()
-
-
-def _crash_after(recipe, ctx) -> int | None:
-    """inject_fault: crash kills the worker process once, on the trial's first attempt:
-    at its start (fault_epoch 1), else after epoch fault_epoch - 1 has been reported
-    with its checkpoint. Returns that epoch (None: no crash)."""
-    if recipe.inject_fault != "crash":
-        return None
-    marker = Path(ctx.get_trial_dir()) / "crashed-once"
-    if marker.exists():
-        return None
-    marker.parent.mkdir(parents=True, exist_ok=True)
-    marker.write_text("the first attempt of this trial was killed on purpose\n")
-    if recipe.fault_epoch <= 1:
-        os._exit(1)
-    return recipe.fault_epoch - 1
 
 
 class Keeper:

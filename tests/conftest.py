@@ -32,6 +32,7 @@ import pytest  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 SPACES = ROOT / "spaces"
+CRASHED_TRIAL = "faulty-p0001-s0"  # its worker dies once on the test cluster
 
 
 @pytest.fixture(scope="session")
@@ -113,6 +114,11 @@ def ray_cluster(tmp_path_factory):
     head_ip, worker_ip = "127.0.0.2", "127.0.0.3"
     port = _free_port(head_ip)
     env = {**os.environ, "RAY_AUTH_MODE": "disabled"}
+    # A test hook in every worker: the trial test_sweep's fault test names dies once,
+    # after its first epoch (tests/hooks/sitecustomize.py).
+    hooks = [str(ROOT / "tests" / "hooks"), env.get("PYTHONPATH", "")]
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, hooks))
+    env["EXPLORER_TEST_CRASH"] = f"{CRASHED_TRIAL}@1"
     # That variable pins a single node to 127.0.0.1; here each node has its own address.
     env.pop("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", None)
     ray = [sys.executable, "-m", "ray.scripts.scripts"]
