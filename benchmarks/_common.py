@@ -47,7 +47,7 @@ class Stepper:
     """The trainer's compiled step on device-resident data, K seeds, ready to time."""
 
     def __init__(self, sp: arch.ArchSpec, recipe, data: Dataset, k: int = 1, how=SETTINGS):
-        self.runner = train.make_runner(sp, recipe, data, num_seeds=k, settings=how)
+        self.runner = train.make_runner(arch.plan(sp), recipe, data, num_seeds=k, settings=how)
         init_key, self.key = execution.split_keys(execution.seed_keys(range(k)), 2)
         self.state = self.runner.init(init_key)
         self.dev = execution.device_data(data, self.runner)

@@ -104,8 +104,9 @@ def cmd_train(args) -> int:
         ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download, settings.fashion_mnist_dir
     )
     spec, recipe = point.arch, point.recipe
+    plan = arch.plan(spec)
     seeds = list(range(args.seed, args.seed + args.seeds))
-    summ = complexity.summary(arch.plan(spec))
+    summ = complexity.summary(plan)
     print(
         f"{sel.name}: {summ['params']:,} parameters, "
         f"{console.human_bytes(summ['bytes_f32'])} float32, "
@@ -117,30 +118,18 @@ def cmd_train(args) -> int:
         flush=True,
     )
     progress = console.Progress(recipe.epochs)
-    final = {}
-    records = train.train_and_evaluate(
-        spec,
-        recipe,
-        data,
-        seeds,
-        progress.end_epoch,
-        on_step=progress.step,
-        settings=settings,
-        on_end=(lambda per_seed: final.update(params=per_seed)) if args.save else None,
-    )
-    for r in records:
-        r.update(
-            space=sel.name,
-            point=point.index,
-            trial_id=rows.trial_id(sel.name, point.index, r["seed"]),
-            base=point.values.get("base", sel.space.base if sel.space else args.model),
-        )
+    run = train.start(plan, recipe, data, seeds, settings)
+    for m in train.epochs(run, progress.step):
+        progress.end_epoch(m["epoch"], m)
+    base = point.values.get("base", sel.space.base if sel.space else args.model)
+    named = [rows.identity(sel.name, point.index, s, base) for s in seeds]
+    records = rows.trained(run, data, train.measure_costs(run, settings), named)
     print(console.format_table(console.record_rows(records)))
     for r in records:
         if r["status"] != "ok":
             print(f"seed {r['seed']}: {r['status']}: {r['error']}", file=sys.stderr)
     if args.save:
-        _save(args.save, final["params"], records, spec, recipe, data, ds)
+        _save(args.save, run.params(), records, spec, recipe, data, ds)
     if args.json:
         doc = records[0] if len(records) == 1 else records
         text = json.dumps(doc, indent=2, default=console.json_default)

@@ -1,17 +1,19 @@
-"""Training: optimiser from the recipe, a pure train step, evaluation, one record per seed.
+"""Training: optimiser from the recipe, a pure train step, the epochs of a run.
 
 The step has the Flax examples' shape (`make_train_step`); `explorer.execution`
-runs it over seeds and devices. `train_and_evaluate` is the whole run of one
-architecture: compile, epochs, test metrics, int8 accuracy, latency.
+runs it over seeds and devices. A run of one planned network reads top to
+bottom: `start` (compile, initialise or resume), `epochs` (yields each epoch's
+metrics; the caller checkpoints and reports between them), `measure_costs`
+(int8 accuracy, latency); `train_and_evaluate` is the three without a caller
+in between. Its records are built by `explorer.rows.trained`.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import jax
@@ -21,7 +23,7 @@ import optax
 from jax.experimental.compilation_cache import compilation_cache as persistent_cache
 
 from explorer import architecture as arch
-from explorer import complexity, execution, measure, models, rows
+from explorer import execution, measure, models, rows
 from explorer.data import Dataset
 from explorer.recipe import Recipe
 from explorer.settings import Settings
@@ -175,7 +177,7 @@ def make_eval_step(model: models.SqueezeNet, to_params: Callable = lambda p: p):
 
 
 def make_runner(
-    spec: arch.ArchSpec,
+    plan: arch.Plan,
     recipe: Recipe,
     data: Dataset,
     num_seeds: int = 1,
@@ -191,7 +193,7 @@ def make_runner(
     trainable: train this instead of freshly initialised parameters.
     """
     settings = settings or Settings()
-    model = models.build(spec, settings=settings, many_seeds=num_seeds > 1)
+    model = models.build(plan, settings=settings, many_seeds=num_seeds > 1)
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
@@ -204,7 +206,7 @@ def make_runner(
         tx, to_params = trainable.wrap(tx), trainable.to_params
     train_step = make_train_step(model, tx, recipe, to_params)
     eval_step = make_eval_step(model, to_params)
-    shape = models.input_shape(spec, 1)
+    shape = models.input_shape(plan.spec, 1)
     eval_b = min(recipe.eval_batch_size, len(data.x_test))
 
     def init(key):
@@ -265,128 +267,162 @@ def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
 
 
 # ---------------------------------------------------------------- the run
-def train_and_evaluate(
-    spec: arch.ArchSpec,
+@dataclasses.dataclass
+class Run:
+    """K seeds of one planned network in training: what the loop reads and updates.
+
+    history: each epoch's metrics, as `epochs` yields them; status/error: per
+    seed ("failed" once its loss stops being finite).
+    """
+
+    plan: arch.Plan
+    recipe: Recipe
+    seeds: list[int]
+    runner: execution.Runner
+    dev: dict
+    state: dict
+    loop_key: jax.Array
+    first_epoch: int
+    t_start: float
+    status: list[str]
+    error: list[str]
+    history: list[dict] = dataclasses.field(default_factory=list)
+    train_s: float = 0.0
+
+    def states(self) -> list[dict]:
+        """Each seed's params and optimiser state, on the host (to checkpoint them)."""
+        host = jax.device_get({"params": self.state["params"], "opt": self.state["opt"]})
+        return _unstack(host, len(self.seeds))
+
+    def params(self) -> list:
+        """Each seed's parameters."""
+        return _unstack(self.state["params"], len(self.seeds))
+
+    @property
+    def device(self) -> str:
+        """The JAX device kind it runs on (cpu, or the GPU's name)."""
+        return jax.devices()[0].device_kind
+
+    def wall_s(self) -> float:
+        """Seconds since the run started compiling."""
+        return time.perf_counter() - self.t_start
+
+    def final(self) -> dict:
+        """The last epoch's metrics; a run resumed after its last epoch is tested here."""
+        if self.history:
+            return self.history[-1]
+        loss, top1, top5 = execution.evaluate(self.runner, self.state["params"], self.dev)
+        nan = np.full(len(self.seeds), np.nan)
+        epoch = self.first_epoch - 1
+        return _metrics(epoch, {"loss": nan, "accuracy": nan}, (loss, top1, top5), 0.0, self)
+
+
+def start(
+    plan: arch.Plan,
     recipe: Recipe,
     data: Dataset,
     seeds: Sequence[int] = (0,),
-    on_epoch: Callable[[int, dict], None] | None = None,
-    measure_costs: bool = True,
-    on_step: Callable[[int, int], None] | None = None,
     settings: Settings | None = None,
-    on_end: Callable[[list], None] | None = None,
-    on_state: Callable[[int, list[dict]], None] | None = None,
-    start: tuple[int, list[dict]] | None = None,
     trainable: Trainable | None = None,
-) -> list[dict]:
-    """Train len(seeds) copies of one architecture together; one record per seed.
+    resume: tuple[int, list[dict]] | None = None,
+) -> Run:
+    """Compile the run of len(seeds) copies of a planned network; initialise or resume it.
 
-    on_epoch(epoch, metrics) is called after each epoch with per-seed arrays of
-    train loss/accuracy and test loss/top-1/top-5 and the epoch's time; it may
-    raise to stop the run (a scheduler's early stop). on_end(params_per_seed)
-    is called once with the final parameters, one tree per seed (to save them).
-    on_state(epoch, states) is called after each epoch, before on_epoch, with
-    each seed's {"params", "opt"} on the host (to checkpoint them); start =
-    (epochs done, each seed's {"params", "opt": its leaves}) resumes a run
-    there. Epoch keys depend on the epoch alone, so a resumed run computes what
-    the uninterrupted one would have. trainable: what to train instead of
+    resume = (epochs done, each seed's {"params", "opt": its leaves}) goes on
+    from there. Epoch keys depend on the epoch alone, so a resumed run computes
+    what the uninterrupted one would have. trainable: what to train instead of
     freshly initialised parameters (one seed; see Trainable).
     """
     t_start = time.perf_counter()
     seeds = list(seeds)
-    plan = arch.plan(spec)
     k = len(seeds)
-    runner = make_runner(spec, recipe, data, num_seeds=k, settings=settings, trainable=trainable)
+    runner = make_runner(plan, recipe, data, num_seeds=k, settings=settings, trainable=trainable)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state = runner.init(init_key)
     first = 1
-    if start is not None:
-        state, first = _restored(state, start[1], k, runner), start[0] + 1
+    if resume is not None:
+        state, first = _restored(state, resume[1], k, runner), resume[0] + 1
     dev = execution.device_data(data, runner)
+    return Run(plan, recipe, seeds, runner, dev, state, loop_key, first, t_start, ["ok"] * k,
+               [""] * k)  # fmt: skip
 
-    status, error = ["ok"] * k, [""] * k
-    train_time, epochs_done = 0.0, 0
-    last = {"loss": np.full(k, np.nan), "accuracy": np.full(k, np.nan)}
-    loss = top1 = top5 = np.full(k, np.nan)
-    for ep in range(first, recipe.epochs + 1):
+
+def epochs(run: Run, on_step: Callable[[int, int], None] | None = None) -> Iterator[dict]:
+    """Train the run's remaining epochs; yield each one's metrics (per-seed arrays).
+
+    Stops early, without yielding, at the epoch where every seed's loss stops
+    being finite. A caller that stops iterating stops the run (an early stop).
+    """
+    k = len(run.seeds)
+    for ep in range(run.first_epoch, run.recipe.epochs + 1):
         t0 = time.perf_counter()
-        key = execution.fold_keys(loop_key, ep)
-        state, metrics = execution.run_epoch(runner, state, dev, key, on_step)
+        key = execution.fold_keys(run.loop_key, ep)
+        run.state, train = execution.run_epoch(run.runner, run.state, run.dev, key, on_step)
         epoch_s = time.perf_counter() - t0
-        train_time += epoch_s
-        epochs_done, last = ep, metrics
-        bad = ~np.isfinite(metrics["loss"])
+        run.train_s += epoch_s
+        bad = ~np.isfinite(train["loss"])
         for i in np.flatnonzero(bad):
-            if status[i] == "ok":
-                status[i] = "failed"
-                error[i] = f"loss became {metrics['loss'][i]} in epoch {ep}"
+            if run.status[i] == "ok":
+                run.status[i] = "failed"
+                run.error[i] = f"loss became {train['loss'][i]} in epoch {ep}"
+        nan = np.full(k, np.nan)
         if bad.all():  # nothing left to train: stop instead of wasting the budget
-            break
-        loss, top1, top5 = execution.evaluate(runner, state["params"], dev)
-        if on_state is not None:
-            on_state(ep, _host_states(state, k))
-        if on_epoch is not None:
-            on_epoch(
-                ep,
-                {
-                    "train_loss": metrics["loss"],
-                    "train_accuracy": metrics["accuracy"],
-                    "test_loss": loss,
-                    "accuracy": top1,
-                    "top5": top5,
-                    "epoch_s": epoch_s,
-                    "status": list(status),
-                },
-            )
-
-    if epochs_done < first:  # resumed after its last epoch: nothing left but the test
-        epochs_done = first - 1
-        loss, top1, top5 = execution.evaluate(runner, state["params"], dev)
-    per_seed = _unstack(state["params"], k)
-    if on_end is not None:
-        on_end(per_seed)
-    if measure_costs:  # int8 weights, measured: one more test pass (all seeds)
-        int8 = measure.quantize_int8(state["params"], int(k > 1))
-        int8_acc = execution.evaluate(runner, int8, dev)[1]
-        lat = measure.latency(plan, per_seed[0], settings=settings)
-    else:
-        int8_acc, lat = np.full(k, np.nan), {}
-    wall = time.perf_counter() - t_start
-    images = (epochs_done - first + 1) * runner.steps_per_epoch * recipe.batch_size * k
-    records = []
-    for i, seed in enumerate(seeds):
-        ok = status[i] == "ok"
-        records.append(
-            {
-                **rows.record_fields(spec, recipe, data),
-                **complexity.summary(plan),
-                "seed": seed,
-                "status": status[i],
-                "error": error[i],
-                "epochs_done": epochs_done,
-                "resumed_from_epoch": first - 1,
-                "accuracy": float(top1[i]) if ok else math.nan,
-                "top5": float(top5[i]) if ok else math.nan,
-                "test_loss": float(loss[i]) if ok else math.nan,
-                "train_accuracy": float(last["accuracy"][i]),
-                "train_loss": float(last["loss"][i]),
-                "int8_accuracy": float(int8_acc[i]) if ok else math.nan,
-                "latency_b1_ms": lat.get("b1_ms", math.nan),
-                "latency_b128_ms": lat.get("b128_ms", math.nan),
-                "compile_s": runner.compile_s,
-                "images_per_s": images / train_time if train_time else math.nan,
-                "wall_s": wall,
-                "seeds_in_program": k,
-                "device": jax.devices()[0].device_kind,
-            }
-        )
-    return records
+            run.history.append(_metrics(ep, train, (nan, nan, nan), epoch_s, run))
+            return
+        test = execution.evaluate(run.runner, run.state["params"], run.dev)
+        run.history.append(_metrics(ep, train, test, epoch_s, run))
+        yield run.history[-1]
 
 
-def _host_states(state: dict, k: int) -> list[dict]:
-    """Each seed's params and optimiser state, as NumPy trees."""
-    host = jax.device_get({"params": state["params"], "opt": state["opt"]})
-    return _unstack(host, k)
+def train_and_evaluate(
+    plan: arch.Plan,
+    recipe: Recipe,
+    data: Dataset,
+    seeds: Sequence[int] = (0,),
+    settings: Settings | None = None,
+    trainable: Trainable | None = None,
+    on_step: Callable[[int, int], None] | None = None,
+    on_end: Callable[[list], None] | None = None,
+    measure_costs: bool | None = None,
+) -> Run:
+    """Train len(seeds) copies of a planned network to the end; the run (state, history)."""
+    legacy = on_end is not None or measure_costs is not None
+    if legacy:  # transitional: compression.py's call form (a spec; records back)
+        plan = plan if isinstance(plan, arch.Plan) else arch.plan(plan)
+    run = start(plan, recipe, data, seeds, settings, trainable)
+    for _ in epochs(run, on_step):
+        pass
+    if legacy:
+        if on_end is not None:
+            on_end(run.params())
+        return rows.trained(run, data)
+    return run
+
+
+def measure_costs(run: Run, settings: Settings | None = None) -> rows.Measured:
+    """The trained network's measured costs: int8-weight top-1 per seed (one more test
+    pass) and seed 0's forward latency on one device (rows.Measured names them)."""
+    int8 = measure.quantize_int8(run.state["params"], int(len(run.seeds) > 1))
+    lat = measure.latency(run.plan, run.params()[0], settings=settings)
+    return rows.Measured(
+        int8_accuracy=execution.evaluate(run.runner, int8, run.dev)[1],
+        latency_b1_ms=lat["b1_ms"],
+        latency_b128_ms=lat["b128_ms"],
+    )
+
+
+def _metrics(epoch: int, train: dict, test: tuple, epoch_s: float, run: Run) -> dict:
+    loss, top1, top5 = test
+    return {
+        "epoch": epoch,
+        "train_loss": train["loss"],
+        "train_accuracy": train["accuracy"],
+        "test_loss": loss,
+        "accuracy": top1,
+        "top5": top5,
+        "epoch_s": epoch_s,
+        "status": list(run.status),
+    }
 
 
 def _restored(state: dict, saved: list[dict], k: int, runner: execution.Runner) -> dict:

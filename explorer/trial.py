@@ -8,22 +8,22 @@ the driver in the trial's last result, and the driver writes them
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import shutil
 import socket
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
+from explorer import architecture as arch
 from explorer import checkpoints
 from explorer import rows as rowlib
 from explorer import space as spaces
 from explorer.console import mean
 from explorer.metrics import MAXIMISED, OBJECTIVES
 from explorer.settings import Settings
-
-# Metrics a trial reports each epoch, mean over its seeds (for schedulers and searchers).
-EPOCH_METRICS = ("accuracy", "top5", "test_loss", "train_loss", "train_accuracy")
 
 
 def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
@@ -37,12 +37,12 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     # reused one keeps the count it started with, the same for every trial).
     devices.split_cpu(max(1, int(space.resources.cpus_per_trial)))
     point, seeds = spaces.point_from_config(space, config)  # a searcher's: RowWriter numbers it
-    rows = [rowlib.base_row(space, point, s) for s in seeds]
+    plan = arch.plan(point.arch)  # the network, planned once for the whole trial
+    rows = [rowlib.base_row(space, point, s, plan) for s in seeds]
 
-    why = rowlib.constraint_violations(space, point)
+    why = rowlib.constraint_violations(space, point, plan)
     if why:  # a searcher proposed a point over the limits: record it, never train it
-        for r in rows:
-            r.update(status="skipped", error=why, epochs_done=0)
+        rows = rowlib.ended(rows, "skipped", why, epochs_done=0)
         tune.report({"epoch": 0, "done": True, "rows": rows, **worst()})
         return
 
@@ -54,75 +54,53 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     host = _host()
     t0 = time.perf_counter()
     keeper = Keeper(space, point, seeds, data)
-    start = keeper.restore(tune.get_checkpoint()) or keeper.resume(config.get("cfg", config))
-
-    last_curve: list = []
-
-    def on_epoch(ep: int, m: dict) -> None:
-        curve = [
-            {"seed": r["seed"], "epoch": ep, **{k: float(m[k][i]) for k in EPOCH_METRICS},
-             "wall_s": time.perf_counter() - t0}
-            for i, r in enumerate(rows)
-        ]  # fmt: skip
-        if ep == point.recipe.epochs:
-            # the last epoch is reported once, with the final rows: a scheduler that
-            # ends trials at the budget (ASHA) would otherwise end this one here
-            last_curve[:] = curve
-            return
-        partial = [
-            {
-                **r,
-                "status": "stopped",
-                "epochs_done": ep,
-                "error": "stopped early by the scheduler",
-                **{k: float(m[k][i]) for k in EPOCH_METRICS},
-                "host": host,
-            }
-            for i, r in enumerate(rows)
-        ]
-        # every metric a searcher or scheduler may ask for; unknown until the end: NaN
-        means = {k: rows[0].get(k, math.nan) for k in OBJECTIVES}
-        means.update({k: mean(m[k]) for k in EPOCH_METRICS})
-        if point.compress is not None:  # optimistic stand-ins until compressed (see rows)
-            means.update(
-                bytes_compressed=rowlib.bytes_compressed_known(point),
-                compressed_accuracy=means["accuracy"],
-            )
-        report = {"epoch": ep, "done": False, "rows": partial, "curve": curve, **means}
-        tune.report(report, checkpoint=keeper.take())
-
-    final_params: list = []
+    resume = keeper.restore(tune.get_checkpoint()) or keeper.resume(config.get("cfg", config))
     try:
-        records = train.train_and_evaluate(
-            point.arch,
-            point.recipe,
-            data,
-            seeds,
-            on_epoch,
-            settings=settings,
-            on_state=keeper.save,
-            start=start,
-            on_end=final_params.extend,
-        )
+        run = train.start(plan, point.recipe, data, seeds, settings, resume=resume)
     except train.TrainingFailed as e:  # deterministic: record it, do not retry
-        for r in rows:
-            r.update(status="failed", error=str(e), wall_s=time.perf_counter() - t0, host=host)
+        rows = rowlib.ended(rows, "failed", str(e), wall_s=time.perf_counter() - t0, host=host)
         tune.report({"epoch": point.recipe.epochs, "done": True, "rows": rows, **worst()})
         return
-    if space.search.onnx_latency and final_params:
-        ort_ms = _onnx_latency(point, final_params[0], data)
-        for rec in records:
-            rec["latency_ort_b1_ms"] = ort_ms
-    final = [{**r, **rec, "host": host} for r, rec in zip(rows, records, strict=True)]
+
+    curve: list = []
+    for m in train.epochs(run):
+        keeper.save(m["epoch"], run.states)
+        curve = rowlib.curve(rows, m, time.perf_counter() - t0)
+        if m["epoch"] == point.recipe.epochs:
+            # the last epoch is reported once, with the final rows: a scheduler that
+            # ends trials at the budget (ASHA) would otherwise end this one here
+            break
+        report = {"epoch": m["epoch"], "done": False, "rows": rowlib.stopped(rows, m, host)}
+        tune.report({**report, "curve": curve, **_means(point, rows[0], m)},
+                    checkpoint=keeper.take())  # fmt: skip
+
+    measured = train.measure_costs(run, settings)
+    if space.search.onnx_latency:
+        ort_ms = _onnx_latency(plan, run.params()[0], data)
+        measured = dataclasses.replace(measured, latency_ort_b1_ms=ort_ms)
+    final = rowlib.trained(run, data, measured, rows, host=host)
     files = {}
-    if point.compress is not None and final_params:
-        files = _compress(point, data, ds, final, final_params, settings)
+    if point.compress is not None:
+        files = _compress(point, data, ds, final, run.params(), settings)
     summary = {k: mean([r.get(k, math.nan) for r in final]) for k in OBJECTIVES}
     final_report = {"epoch": point.recipe.epochs, "done": True, "rows": final, **summary}
     if files:
         final_report["files"] = files
-    tune.report({**final_report, "curve": last_curve}, checkpoint=keeper.take())
+    tune.report({**final_report, "curve": curve}, checkpoint=keeper.take())
     keeper.close()
+
+
+def _means(point: spaces.Point, row: dict, m: dict) -> dict:
+    """Every metric a searcher or scheduler may ask for after an epoch, mean over the
+    seeds; those unknown until the end: NaN (or an optimistic stand-in)."""
+    means = {k: row.get(k, math.nan) for k in OBJECTIVES}
+    means.update({k: mean(m[k]) for k in rowlib.EPOCH_METRICS})
+    if point.compress is not None:  # optimistic stand-ins until compressed (see rows)
+        means.update(
+            bytes_compressed=rowlib.bytes_compressed_known(point),
+            compressed_accuracy=means["accuracy"],
+        )
+    return means
 
 
 def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, settings) -> dict:
@@ -134,7 +112,7 @@ def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, se
     from explorer import checkpoints, compression, sqzfile, train
 
     files = {}
-    for row, p in zip(final, params, strict=True):
+    for i, (row, p) in enumerate(zip(final, params, strict=True)):
         if row["status"] != "ok":
             continue
         meta = checkpoints.meta_for(point.arch, point.recipe, data, row["seed"], ds)
@@ -146,26 +124,21 @@ def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, se
                     seed=row["seed"], settings=settings,
                 )  # fmt: skip
             except (train.TrainingFailed, sqzfile.CompressionError) as e:
-                row.update(status="failed", error=f"compression: {e}")
+                final[i] = rowlib.ended([row], "failed", f"compression: {e}")[0]
                 continue
             files[str(row["seed"])] = path.read_bytes()
-        row.update(
-            bytes_compressed=done.bytes_compressed,
-            compressed_accuracy=done.compressed_accuracy,
-            wall_s=row.get("wall_s", 0.0) + done.wall_s,
-        )
+        final[i] = rowlib.compressed(row, done)
     return files
 
 
-def _onnx_latency(point: spaces.Point, params, data) -> float:
+def _onnx_latency(plan: arch.Plan, params, data) -> float:
     """Batch-1 latency of the network exported to ONNX, in ONNX Runtime (NaN if export fails)."""
-    from explorer import architecture as arch
     from explorer import export
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         try:
-            export.to_onnx(arch.plan(point.arch), params, data.mean, data.std, path)
+            export.to_onnx(plan, params, data.mean, data.std, path)
             return export.ort_latency_b1_ms(path)
         except export.ExportError:
             return math.nan
@@ -199,12 +172,13 @@ class Keeper:
         ]
         self.seeds, self.folder, self.reported = seeds, None, None
 
-    def save(self, epoch: int, states: list[dict]) -> None:
+    def save(self, epoch: int, states: Callable[[], list[dict]]) -> None:
+        """Each seed's state (states(): on the host) when this epoch is one to keep."""
         if not self.every or (epoch % self.every and epoch != self.epochs):
             return
         self.close()  # Tune copied the last one into the sweep folder when it was reported
         self.folder = Path(tempfile.mkdtemp(prefix="explorer-ckpt-"))
-        for seed, state, meta in zip(self.seeds, states, self.meta, strict=True):
+        for seed, state, meta in zip(self.seeds, states(), self.meta, strict=True):
             checkpoints.save(
                 self.folder / f"seed{seed}", state["params"], state["opt"], epoch=epoch, meta=meta
             )

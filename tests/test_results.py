@@ -36,7 +36,8 @@ def test_schema_covers_every_field_a_row_gets(fmnist_small):
     base = rows.base_row(space, point, 0)
     recipe = Recipe(epochs=1, batch_size=64, warmup_epochs=0.0)
     tiny = point.arch.replace(conv1_filters=8, base_e=8, incr_e=8)
-    [record] = train.train_and_evaluate(tiny, recipe, fmnist_small, [0], measure_costs=False)
+    run = train.train_and_evaluate(arch.plan(tiny), recipe, fmnist_small, [0])
+    [record] = rows.trained(run, fmnist_small)
     produced = set(base) | set(record) | ADDED_BY_THE_SWEEP
     assert produced == set(results.SCHEMA), (
         f"not in SCHEMA: {produced - set(results.SCHEMA)}; "

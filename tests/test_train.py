@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import cli, complexity, execution, measure, settings, train
+from explorer import cli, complexity, execution, measure, rows, settings, train
 from explorer import data as datasets
 from explorer.recipe import Recipe
 from explorer.settings import SettingError, Settings
@@ -27,13 +27,19 @@ QUICK = Recipe(
 )
 
 
+def records(spec, recipe, data, seeds, settings=None, costs=False) -> list[dict]:
+    """The rows of a whole run (rows.trained), with its measured costs if asked."""
+    run = train.train_and_evaluate(arch.plan(spec), recipe, data, seeds, settings)
+    return rows.trained(run, data, train.measure_costs(run) if costs else None)
+
+
 @pytest.fixture(scope="module")
 def fmnist():
     return datasets.load("fashion_mnist", train_size=4096, test_size=512)
 
 
 def test_training_learns_real_data(fmnist):
-    [rec] = train.train_and_evaluate(SMALL, QUICK, fmnist, [0], measure_costs=False)
+    [rec] = records(SMALL, QUICK, fmnist, [0])
     assert rec["status"] == "ok" and rec["epochs_done"] == 3
     assert rec["accuracy"] > 0.55, rec  # chance is 0.10
     assert rec["train_loss"] < 1.4  # from ln(10) = 2.30
@@ -44,10 +50,7 @@ def test_training_learns_real_data(fmnist):
 
 def test_same_seed_same_result_other_seed_differs(fmnist):
     recipe = QUICK.model_copy(update={"epochs": 1})
-    a, b, c = (
-        train.train_and_evaluate(SMALL, recipe, fmnist, [s], measure_costs=False)[0]
-        for s in (1, 1, 2)
-    )
+    a, b, c = (records(SMALL, recipe, fmnist, [s])[0] for s in (1, 1, 2))
     assert a["test_loss"] == b["test_loss"] and a["accuracy"] == b["accuracy"]
     assert a["test_loss"] != c["test_loss"]
 
@@ -55,7 +58,7 @@ def test_same_seed_same_result_other_seed_differs(fmnist):
 def _params_after(
     seeds, steps, data, recipe, spec=SMALL, devices=None, evaluate=False, settings=None
 ):
-    runner = train.make_runner(spec, recipe, data, len(seeds), devices, settings)
+    runner = train.make_runner(arch.plan(spec), recipe, data, len(seeds), devices, settings)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state, dev = runner.init(init_key), execution.device_data(data, runner)
     key = execution.fold_keys(loop_key, 1)
@@ -75,9 +78,11 @@ def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
     assert not np.allclose(start["conv1"]["kernel"], two["conv1"]["kernel"])  # it trained
     np.testing.assert_allclose(np.concatenate(ev1), np.concatenate(ev2), rtol=1e-4)
     with pytest.raises(ValueError, match=r"devices: 2 does not divide the batch sizes \(63,"):
-        train.make_runner(spec, QUICK.model_copy(update={"batch_size": 63}), fmnist, devices=2)
+        train.make_runner(
+            arch.plan(spec), QUICK.model_copy(update={"batch_size": 63}), fmnist, devices=2
+        )
     with pytest.raises(ValueError, match="devices: expected 1 to 2, got 3"):
-        train.make_runner(spec, QUICK, fmnist, devices=3)
+        train.make_runner(arch.plan(spec), QUICK, fmnist, devices=3)
 
 
 def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
@@ -85,7 +90,7 @@ def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     # are queued; with an all-reduce pending that deadlocked (execution.placing).
     # Every IN_FLIGHT-th call of a multi-device program returns a finished result.
     recipe = QUICK.model_copy(update={"batch_size": 256})
-    runner = train.make_runner(SMALL, recipe, fmnist, devices=2)
+    runner = train.make_runner(arch.plan(SMALL), recipe, fmnist, devices=2)
     state, dev = runner.init(jax.random.key(0)), execution.device_data(fmnist, runner)
     perm = runner.shuffle(jax.random.key(1))
     ready = []
@@ -104,7 +109,7 @@ GENTLE = QUICK.model_copy(update={"epochs": 1, "batch_size": 256, "learning_rate
 def single_seeds(fmnist):
     """Seeds 3 and 5 trained alone (3 steps), and seed 5's whole gentle run."""
     alone = {seed: _params_after([seed], 3, fmnist, QUICK) for seed in (3, 5)}
-    five = train.train_and_evaluate(SMALL, GENTLE, fmnist, [5], measure_costs=False)[0]
+    five = records(SMALL, GENTLE, fmnist, [5])[0]
     return alone, five
 
 
@@ -122,9 +127,7 @@ def test_seeds_in_one_program_match_separate_runs(fmnist, single_seeds, how):
         )
     first = jax.tree_util.tree_leaves(together)[0]
     assert not np.allclose(first[0], first[1])  # really two seeds
-    both = train.train_and_evaluate(
-        SMALL, GENTLE, fmnist, [3, 5], measure_costs=False, settings=Settings(seeds=how)
-    )
+    both = records(SMALL, GENTLE, fmnist, [3, 5], settings=Settings(seeds=how))
     assert [r["seed"] for r in both] == [3, 5] and both[0]["test_loss"] != both[1]["test_loss"]
     assert all(r["seeds_in_program"] == 2 for r in both) and five["seeds_in_program"] == 1
     # Batched convolutions sum in another order (~1e-7 relative); over an epoch
@@ -146,10 +149,9 @@ def test_seeds_run_one_after_another_on_cpu_unless_told():
 def test_nan_loss_stops_the_run_with_a_failed_status(fmnist):
     # A learning rate a million times too large: the loss diverges in the first epoch.
     recipe = QUICK.model_copy(update={"epochs": 5, "optimizer": "sgd", "learning_rate": 1e6})
-    seen = []
-    [rec] = train.train_and_evaluate(
-        SMALL, recipe, fmnist, [0], measure_costs=False, on_epoch=lambda ep, m: seen.append(ep)
-    )
+    run = train.start(arch.plan(SMALL), recipe, fmnist, [0])
+    seen = [m["epoch"] for m in train.epochs(run)]
+    [rec] = rows.trained(run, fmnist)
     assert rec["status"] == "failed"
     assert "loss became nan in epoch 1" in rec["error"]
     assert rec["epochs_done"] == 1  # stopped instead of running epochs 2..5
@@ -160,12 +162,12 @@ def test_nan_loss_stops_the_run_with_a_failed_status(fmnist):
 def test_a_batch_larger_than_the_data_set_fails_the_run(fmnist):
     recipe = QUICK.model_copy(update={"batch_size": 2 * len(fmnist.x_train)})
     with pytest.raises(train.TrainingFailed, match="larger than the 4096 training images"):
-        train.train_and_evaluate(SMALL, recipe, fmnist, [0], measure_costs=False)
+        train.start(arch.plan(SMALL), recipe, fmnist, [0])
 
 
 def test_record_has_measured_costs_and_int8(fmnist):
     recipe = QUICK.model_copy(update={"epochs": 2})  # one epoch is still near chance
-    [rec] = train.train_and_evaluate(SMALL, recipe, fmnist, [0])
+    [rec] = records(SMALL, recipe, fmnist, [0], costs=True)
     # int8 weights plus float32 biases and per-channel scales: a quarter and a bit
     assert 0.25 < rec["bytes_int8"] / rec["bytes_f32"] < 0.32
     full = complexity.summary(
@@ -238,7 +240,7 @@ def test_compilation_cache_fills_its_folder(tmp_path, fmnist):
         jax.jit(lambda x: x * 3 + 1)(np.float32(2)).block_until_ready()
         assert any((tmp_path / "first").iterdir())
         folder = train.compilation_cache(tmp_path / "jax")
-        train.make_runner(SMALL.replace(base_e=24), QUICK, fmnist)
+        train.make_runner(arch.plan(SMALL.replace(base_e=24)), QUICK, fmnist)
         assert any((tmp_path / "jax").iterdir())
     finally:
         train.compilation_cache(settings.from_env().cache_folder)
