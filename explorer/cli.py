@@ -195,7 +195,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--bits", type=int, default=6, help="2^BITS shared weights per layer; 0: float32 (6)"
     )
-    p.add_argument("--retrain-epochs", type=int, default=1, help="after pruning (default 1)")
+    p.add_argument(
+        "--per-layer",
+        action="store_true",
+        help="each layer its own rate from a sensitivity scan, SPARSITY overall",
+    )
+    p.add_argument("--scan", metavar="PATH", help="the sensitivity scan's JSON (read, or written)")
+    p.add_argument("--rounds", type=int, default=1, help="prune-retrain rounds (default 1)")
+    p.add_argument(
+        "--retrain-epochs", type=int, default=1, help="after each round's pruning (default 1)"
+    )
     p.add_argument("--finetune-epochs", type=int, default=1, help="of the centroids (default 1)")
     p.add_argument(
         "--lr-scale", type=float, default=0.1, help="of the recipe's learning rate (default 0.1)"

@@ -274,6 +274,8 @@ def cmd_compress(args) -> int:
     try:
         how = Compression(
             sparsity=args.sparsity,
+            per_layer=args.per_layer,
+            rounds=args.rounds,
             bits=args.bits,
             retrain_epochs=args.retrain_epochs,
             finetune_epochs=args.finetune_epochs,
@@ -295,8 +297,9 @@ def cmd_compress(args) -> int:
         print(f"  {name:<10} top-1 {100 * acc:.2f}%", file=sys.stderr, flush=True)
 
     print(
-        f"{folder}: sparsity {how.sparsity:g}, {how.bits or 32} bits, retrain "
-        f"{how.retrain_epochs} + fine-tune {how.finetune_epochs} epochs",
+        f"{folder}: sparsity {how.sparsity:g}{' per layer' if how.per_layer else ''}, "
+        f"{how.bits or 32} bits, retrain {how.rounds} x {how.retrain_epochs} + fine-tune "
+        f"{how.finetune_epochs} epochs",
         file=sys.stderr,
     )
     done = deploy.compress_checkpoint(
@@ -308,6 +311,7 @@ def cmd_compress(args) -> int:
         args.settings,
         None if row is None else str(row["trial_id"]),
         stage,
+        Path(args.scan) if args.scan else None,
     )
     print(
         f"{out}: {console.human_bytes(done.bytes_compressed)} "

@@ -3,8 +3,11 @@
 Three stages, each starting from the last one's parameters:
 
 1. **prune**: in every convolution, the `sparsity` fraction of its kernel with
-   the smallest magnitudes is set to zero, and the network retrained under that
-   mask: the optimiser's updates are masked, so a pruned weight stays exactly 0.
+   the smallest magnitudes is set to zero (or each layer's own rate, chosen by
+   explorer.pruning from a sensitivity scan), and the network retrained under
+   that mask: the optimiser's updates are masked, so a pruned weight stays
+   exactly 0. With `rounds` > 1 the rates are reached in steps, each pruned
+   and retrained in turn.
 2. **share**: each layer's kept weights are clustered by k-means
    (scikit-learn) into 2^bits centroids, initialised linearly over the
    weights' range as the paper found best; a weight becomes the index of its
@@ -31,7 +34,7 @@ from pathlib import Path
 import numpy as np
 
 from explorer import architecture as arch
-from explorer import sqzfile
+from explorer import pruning, sqzfile
 from explorer.recipe import Compression, Recipe
 from explorer.sqzfile import flat, unflat
 
@@ -43,19 +46,22 @@ def kernels(params) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- 1. prune
-def prune_masks(params, sparsity: float) -> dict:
-    """Per kernel, a mask keeping all but the round(sparsity * size) smallest magnitudes.
+def prune_masks(params, sparsity: float | dict[str, float]) -> dict:
+    """Per kernel, a mask keeping all but the round(rate * size) smallest magnitudes.
 
-    Exactly that many are pruned (ties broken by position), so every layer has
-    the asked sparsity to the weight; biases are never pruned (a tree of the
-    params' structure, True where a weight is kept; biases all True).
+    sparsity: one rate for every kernel, or a rate per kernel path (those not
+    named keep every weight; explorer.pruning chooses them). Exactly that many
+    are pruned (ties broken by position), so a layer has its rate to the
+    weight; biases are never pruned (a tree of the params' structure, True
+    where a weight is kept; biases all True).
     """
+    rate = sparsity.get if isinstance(sparsity, dict) else (lambda _p, _d: sparsity)
     masks = {}
     for path, a in flat(params).items():
         keep = np.ones(a.shape, bool)
-        if path.endswith("/kernel") and sparsity > 0:
-            n = a.size
-            drop = int(round(sparsity * n))
+        r = rate(path, 0.0) if path.endswith("/kernel") else 0.0
+        if r > 0:
+            drop = int(round(r * a.size))
             order = np.argsort(np.abs(a).ravel(), kind="stable")
             keep.ravel()[order[:drop]] = False
         masks[path] = keep
@@ -176,6 +182,7 @@ class Result:
     accuracy_shared: float  # after k-means, before fine-tuning the centroids
     compressed_accuracy: float  # of the parameters decoded from the file
     sparsity: float  # measured over every kernel
+    layer_sparsity: dict[str, float]  # the rate each kernel was pruned to
     layout: sqzfile.Layout
     wall_s: float
 
@@ -200,12 +207,15 @@ def compress(
     seed: int = 0,
     settings=None,
     on_stage: Callable[[str, float], None] | None = None,
+    scanned: dict | None = None,
 ) -> Result:
     """Prune, retrain, share, fine-tune and code a trained network; write `out`.
 
     recipe: the one it trained with (its optimiser, at `how.learning_rate_scale`
     of its rate, without warm-up); data: the data set it trained on. Reports
-    each stage's test top-1 to on_stage(stage, accuracy).
+    each stage's test top-1 to on_stage(stage, accuracy). scanned: a sensitivity
+    scan of these params (explorer.pruning.scan) for `how.per_layer`; measured
+    here when None.
     """
     import time
 
@@ -215,33 +225,39 @@ def compress(
     t0 = time.perf_counter()
     note = on_stage or (lambda stage, acc: None)
     params = _to_numpy(params)
-    before = evaluate(spec, recipe, data, params, settings)
+    top1 = evaluator(spec, recipe, data, settings)
+    before = top1(params)
     note("trained", before)
-    masks = prune_masks(params, how.sparsity)
-    pruned = apply_masks(params, masks)
-    acc_pruned = evaluate(spec, recipe, data, pruned, settings) if how.sparsity else before
-    if how.sparsity:
-        note("pruned", acc_pruned)
+    rates = layer_rates(spec, recipe, data, params, how, scanned, settings)
     tuned = _tuning(recipe, how)
-    acc_retrained = acc_pruned
-    if how.sparsity and how.retrain_epochs:
-        got: list = []
-        rec = train_and_evaluate(
-            spec,
-            tuned(how.retrain_epochs, recipe.weight_decay),
-            data,
-            (seed,),
-            measure_costs=False,
-            settings=settings,
-            on_end=got.extend,
-            trainable=Trainable(pruned, wrap=masked(masks)),
-        )
-        pruned, acc_retrained = apply_masks(_to_numpy(got[0]), masks), rec[0]["accuracy"]
-        note("retrained", acc_retrained)
+    pruned, masks = params, prune_masks(params, {})
+    acc_pruned = acc_retrained = before
+    steps = pruning.rounds(rates, how.rounds) if how.sparsity else []
+    for j, step in enumerate(steps, 1):
+        tag = f" {j}/{len(steps)}" if len(steps) > 1 else ""
+        masks = prune_masks(pruned, step)  # what an earlier round pruned is 0: pruned again
+        pruned = apply_masks(pruned, masks)
+        acc_retrained = top1(pruned)
+        acc_pruned = acc_pruned if j > 1 else acc_retrained
+        note("pruned" + tag, acc_retrained)
+        if how.retrain_epochs:
+            got: list = []
+            rec = train_and_evaluate(
+                spec,
+                tuned(how.retrain_epochs, recipe.weight_decay),
+                data,
+                (seed,),
+                measure_costs=False,
+                settings=settings,
+                on_end=got.extend,
+                trainable=Trainable(pruned, wrap=masked(masks)),
+            )
+            pruned, acc_retrained = apply_masks(_to_numpy(got[0]), masks), rec[0]["accuracy"]
+            note("retrained" + tag, acc_retrained)
     shared, acc_shared = None, acc_retrained
     if how.bits:
         shared = share(pruned, masks, how.bits)
-        acc_shared = evaluate(spec, recipe, data, shared.params(), settings)
+        acc_shared = top1(shared.params())
         note("shared", acc_shared)
         if how.finetune_epochs:
             got = []
@@ -268,7 +284,7 @@ def compress(
         bits=how.bits, sparse=how.sparsity > 0, meta=meta,
     )  # fmt: skip
     decoded = sqzfile.read(out, spec)
-    acc = evaluate(spec, recipe, data, decoded.params, settings)
+    acc = top1(decoded.params)
     note("compressed", acc)
     k = kernels(decoded.params)
     zeros = sum(int((a == 0).sum()) for a in k.values()) / sum(a.size for a in k.values())
@@ -282,9 +298,19 @@ def compress(
         acc_shared,
         acc,
         zeros,
+        rates,
         layout,
         time.perf_counter() - t0,
     )
+
+
+def layer_rates(spec, recipe, data, params, how: Compression, scanned=None, settings=None):
+    """Each kernel's final sparsity: how.sparsity everywhere, or allocated from a scan."""
+    if not how.per_layer or not how.sparsity:
+        return pruning.uniform(params, how.sparsity)
+    if scanned is None:
+        scanned = pruning.scan(spec, recipe, data, params, settings=settings)
+    return pruning.allocate(scanned, how.sparsity)
 
 
 def _tuning(recipe: Recipe, how: Compression) -> Callable[[int, float], Recipe]:
@@ -323,6 +349,13 @@ def evaluate(
 
     mean, std: the normalisation it trained with (default the data set's own).
     """
+    return evaluator(spec, recipe, data, settings, mean, std)(params)
+
+
+def evaluator(
+    spec: arch.ArchSpec, recipe: Recipe, data, settings=None, mean=None, std=None
+) -> Callable[[dict], float]:
+    """`evaluate` of many parameter trees of one network, compiled once."""
     import jax
     import jax.numpy as jnp
 
@@ -339,13 +372,17 @@ def evaluate(
     def run(p, x, y):
         return step(p, {"image": normalise(x, mean, std), "label": y})[1]
 
-    p = jax.tree.map(jnp.asarray, params)
-    hits = 0.0
+    batches = []
     for i in range(0, len(data.x_test), b):
         x, y = data.x_test[i : i + b], np.asarray(data.y_test[i : i + b], np.int32)
         if len(x) < b:  # pad the last batch; padding labels are -1 (not counted)
             pad = b - len(x)
             x = np.concatenate([x, np.zeros((pad, *x.shape[1:]), x.dtype)])
             y = np.concatenate([y, np.full(pad, -1, np.int32)])
-        hits += float(run(p, x, y))
-    return hits / len(data.x_test)
+        batches.append((x, y))
+
+    def top1(params) -> float:
+        p = jax.tree.map(jnp.asarray, params)
+        return sum(float(run(p, x, y)) for x, y in batches) / len(data.x_test)
+
+    return top1

@@ -12,6 +12,7 @@ decodes to. Checkpoints and compressed files take one path to ONNX
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -306,8 +307,13 @@ def compress_checkpoint(
     settings=None,
     trial_id: str | None = None,
     on_stage=None,
+    scan_path: Path | None = None,
 ):
-    """Deep Compression of a checkpoint (explorer.compression), on the data it trained on."""
+    """Deep Compression of a checkpoint (explorer.compression), on the data it trained on.
+
+    For per-layer rates, the sensitivity scan is read from scan_path when it
+    holds one of this checkpoint, else measured and written there.
+    """
     from explorer import compression
     from explorer.recipe import Recipe
 
@@ -319,6 +325,9 @@ def compress_checkpoint(
     info = {k: meta[k] for k in keep if meta.get(k) is not None}
     if trial_id:
         info["trial_id"] = trial_id
+    scanned = None
+    if how.per_layer and how.sparsity:
+        scanned = _scan(scan_path, folder, spec, recipe, data, params, settings, on_stage)
     return compression.compress(
         spec,
         recipe,
@@ -330,7 +339,29 @@ def compress_checkpoint(
         seed=int(meta.get("seed", 0)),
         settings=settings,
         on_stage=on_stage,
+        scanned=scanned,
     )
+
+
+def _scan(path, folder, spec, recipe, data, params, settings, on_stage):
+    from explorer import pruning, sqzfile
+
+    if path is not None and Path(path).is_file():
+        scanned = json.loads(Path(path).read_text())
+        layers = {p for p in sqzfile.flat(params) if p.endswith("/kernel")}
+        if scanned.get("source") == str(folder) and set(scanned["layers"]) == layers:
+            return scanned
+
+    def each(layer, accs):
+        if on_stage:
+            worst = min(accs.values())
+            on_stage(f"scan {layer} at {float(max(accs, key=float)):.0%}", worst)
+
+    scanned = pruning.scan(spec, recipe, data, params, settings=settings, on_layer=each)
+    scanned["source"] = str(folder)
+    if path is not None:
+        Path(path).write_text(json.dumps(scanned, indent=1) + "\n")
+    return scanned
 
 
 def evaluate_compressed(

@@ -137,9 +137,11 @@ class Compression(Section):
     its rate, without warm-up (the paper retrains at a lower rate).
     """
 
-    sparsity: float = Field(0.0, ge=0, lt=1)  # of every kernel, smallest magnitudes first
+    sparsity: float = Field(0.0, ge=0, lt=1)  # of the kernels' weights, smallest magnitudes first
+    per_layer: bool = False  # each layer its own rate, from a sensitivity scan (explorer.pruning)
+    rounds: int = Field(1, ge=1)  # prune-retrain rounds reaching the rates gradually
     bits: int = Field(0, ge=0, le=8)  # 2^bits shared weights per layer; 0: float32 values
-    retrain_epochs: int = Field(1, ge=0)  # after pruning, under the mask
+    retrain_epochs: int = Field(1, ge=0)  # after each round's pruning, under the mask
     finetune_epochs: int = Field(1, ge=0)  # of the centroids, after k-means
     learning_rate_scale: float = Field(0.1, gt=0, le=1)
 
