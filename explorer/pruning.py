@@ -17,7 +17,7 @@ more of its weights. Here that is three steps:
    (iterative pruning, Han et al. 2015 Sec. 3.3), on the gradual schedule of
    Zhu & Gupta (2017): round j of n prunes to rate * (1 - (1 - j/n)^3).
 
-docs/deep-compression.md shows a scan and the rates chosen from it.
+experiments/deep_compression/README.md shows a scan and the rates chosen from it.
 """
 
 from __future__ import annotations
@@ -29,7 +29,7 @@ import numpy as np
 from explorer.sqzfile import flat
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
-SCAN_IMAGES = 5000  # held-back training images the scan measures on
+SCAN_IMAGES = 2000  # held-back training images the scan measures on
 
 
 def scan(spec, recipe, data, params, grid=GRID, images: int = SCAN_IMAGES, settings=None,

@@ -5,7 +5,8 @@ Little-endian:
     magic "SQZC", format (u8), header length (u32), header (zlib'd JSON:
     the network's spec, data set, normalisation, settings, and per layer its
     path, shape, kept weights, codebook size and stream lengths),
-    then per layer: codebook (float32 x 2^bits), index code table, index
+    then per layer: codebook (float32 x k, k <= 2^bits; with bits 0 the kept
+    values themselves, k = kept), index code table, index
     stream; the position code table and stream; the biases (float32);
     and a CRC-32 of everything before it.
 
@@ -255,7 +256,9 @@ def read(path: str | Path, spec: arch.ArchSpec | None = None) -> Decoded:
         raise CompressionError(f"{path}: its layers are not those of the network it names")
     leaves, payload, layer_idx = {}, 0, {}
     for p, shape, kept, k, index_bits in layers:
-        if shape != expected[p] or not 0 <= kept <= math.prod(shape) or not 0 < k <= 2**24:
+        empty = k == 0 and kept == 0 and not bits  # a wholly pruned layer stores no values
+        fits = shape == expected[p] and 0 <= kept <= math.prod(shape)
+        if not fits or not (0 < k <= 2**24 or empty):
             raise CompressionError(f"{path}: layer {p} does not fit its network")
         cb = np.frombuffer(r.take(4 * k), "<f4")
         if bits:

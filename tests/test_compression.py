@@ -105,6 +105,18 @@ def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsi
     assert path.stat().st_size == layout.total == decoded.size
 
 
+@pytest.mark.parametrize("bits", [0, 4])
+def test_a_wholly_pruned_layer_decodes_to_zeros(params, tmp_path, bits):
+    paths = [p for p in sqzfile.flat(params) if p.endswith("/kernel")]
+    masks = compression.prune_masks(params, {paths[1]: 1.0, paths[2]: 0.5})
+    pruned = compression.apply_masks(params, masks)
+    shared = compression.share(pruned, masks, bits) if bits else compression.Shared.dense(pruned)
+    _write(tmp_path / "net.sqz", shared, 0.5, bits)
+    got = sqzfile.flat(sqzfile.read(tmp_path / "net.sqz").params)
+    assert not got[paths[1]].any()
+    assert np.array_equal(got[paths[2]] != 0, sqzfile.flat(masks)[paths[2]])
+
+
 def test_huffman_coded_size_is_the_files_payload(params, tmp_path):
     masks = compression.prune_masks(params, 0.6)
     shared = compression.share(compression.apply_masks(params, masks), masks, 5)
