@@ -63,11 +63,41 @@ def markdown(table: list[dict]) -> str:
             f"{100 * r['accuracy_retrained']:.2f}",
             f"{100 * r['accuracy_shared']:.2f}",
             *coded_bits(r),
-            "{retrain_epochs} ep x {learning_rate_scale:g}".format(**r["compression"]),
+            retraining(r["compression"]),
             f"{r['wall_s'] / 60:.1f}",
         ]
         lines.append("| " + " | ".join(cells) + " |")
     return "\n".join(lines)
+
+
+def retraining(how: dict) -> str:
+    """'2 ep x 0.1', or with rounds and per-layer rates '3 x 2 ep x 1, per layer'."""
+    text = "{retrain_epochs} ep x {learning_rate_scale:g}".format(**how)
+    if how.get("rounds", 1) > 1:
+        text = f"{how['rounds']} x {text}"
+    return text + (", per layer" if how.get("per_layer") else "")
+
+
+def rates_table(table: list[dict]) -> str:
+    """The per-layer rates of the per-layer files, beside the scan they were allocated from."""
+    scan_path = HERE / "sensitivity.json"
+    chosen = [r for r in table if r["compression"].get("per_layer")]
+    if not chosen or not scan_path.is_file():
+        return ""
+    scanned = json.loads(scan_path.read_text())
+    head = ["layer", "weights", *(f"top-1 at {float(g):.0%}" for g in scanned["grid"])]
+    head += [f"`{r['file']}`" for r in chosen]
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for path, v in scanned["layers"].items():
+        cells = [path.removesuffix("/kernel"), f"{v['size']:,}"]
+        cells += [f"{100 * v['top1'][str(g)]:.1f}" for g in scanned["grid"]]
+        cells += [f"{r['layer_sparsity'][path]:.0%}" for r in chosen]
+        lines.append("| " + " | ".join(cells) + " |")
+    return (
+        f"\nSensitivity scan ({scanned['images']:,} training images, top-1 "
+        f"{100 * scanned['base']:.1f}% unpruned; each layer pruned alone, no retraining) "
+        "and the rates allocated from it:\n\n" + "\n".join(lines)
+    )
 
 
 def main(argv: list[str]) -> int:
@@ -83,6 +113,7 @@ def main(argv: list[str]) -> int:
         f"top-1 {100 * first['accuracy_before']:.2f}% on 10,000 test images before compression)\n"
     )
     print(markdown(table))
+    print(rates_table(table))
     front = rows("front")
     for r in front:
         r["sparsity_asked"], r["bits"] = r["compression"]["sparsity"], r["compression"]["bits"]
