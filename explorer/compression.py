@@ -220,9 +220,10 @@ def compress(
     import time
 
     from explorer import complexity
-    from explorer.train import Trainable, train_and_evaluate
+    from explorer.train import Trainable
 
     t0 = time.perf_counter()
+    plan = arch.plan(spec)
     note = on_stage or (lambda stage, acc: None)
     params = _to_numpy(params)
     top1 = evaluator(spec, recipe, data, settings)
@@ -241,18 +242,11 @@ def compress(
         acc_pruned = acc_pruned if j > 1 else acc_retrained
         note("pruned" + tag, acc_retrained)
         if how.retrain_epochs:
-            got: list = []
-            rec = train_and_evaluate(
-                spec,
-                tuned(how.retrain_epochs, recipe.weight_decay),
-                data,
-                (seed,),
-                measure_costs=False,
-                settings=settings,
-                on_end=got.extend,
-                trainable=Trainable(pruned, wrap=masked(masks)),
+            retrain = tuned(how.retrain_epochs, recipe.weight_decay)
+            got, acc_retrained = _trained(
+                plan, retrain, data, seed, settings, Trainable(pruned, wrap=masked(masks))
             )
-            pruned, acc_retrained = apply_masks(_to_numpy(got[0]), masks), rec[0]["accuracy"]
+            pruned = apply_masks(got, masks)
             note("retrained" + tag, acc_retrained)
     shared, acc_shared = None, acc_retrained
     if how.bits:
@@ -260,18 +254,8 @@ def compress(
         acc_shared = top1(shared.params())
         note("shared", acc_shared)
         if how.finetune_epochs:
-            got = []
-            train_and_evaluate(
-                spec,
-                tuned(how.finetune_epochs, 0.0),
-                data,
-                (seed,),
-                measure_costs=False,
-                settings=settings,
-                on_end=got.extend,
-                trainable=shared_trainable(shared),
-            )
-            tuned_tree = _to_numpy(got[0])
+            finetune = tuned(how.finetune_epochs, 0.0)
+            tuned_tree, _ = _trained(plan, finetune, data, seed, settings, shared_trainable(shared))
             shared = Shared(
                 {p: np.asarray(v, np.float32) for p, v in tuned_tree["codebooks"].items()},
                 shared.indices,
@@ -291,7 +275,7 @@ def compress(
     return Result(
         Path(out),
         layout.total,
-        complexity.bytes_f32(arch.plan(spec)),
+        complexity.bytes_f32(plan),
         before,
         acc_pruned,
         acc_retrained,
@@ -311,6 +295,16 @@ def layer_rates(spec, recipe, data, params, how: Compression, scanned=None, sett
     if scanned is None:
         scanned = pruning.scan(spec, recipe, data, params, settings=settings)
     return pruning.allocate(scanned, how.sparsity)
+
+
+def _trained(plan, recipe: Recipe, data, seed: int, settings, trainable):
+    """(parameters, test top-1) after training `trainable` for the recipe's epochs."""
+    from explorer import train
+
+    run = train.train_and_evaluate(plan, recipe, data, (seed,), settings, trainable)
+    if run.status[0] != "ok":
+        raise train.TrainingFailed(run.error[0])
+    return _to_numpy(run.params()[0]), float(run.final()["accuracy"][0])
 
 
 def _tuning(recipe: Recipe, how: Compression) -> Callable[[int, float], Recipe]:

@@ -382,20 +382,11 @@ def train_and_evaluate(
     settings: Settings | None = None,
     trainable: Trainable | None = None,
     on_step: Callable[[int, int], None] | None = None,
-    on_end: Callable[[list], None] | None = None,
-    measure_costs: bool | None = None,
 ) -> Run:
     """Train len(seeds) copies of a planned network to the end; the run (state, history)."""
-    legacy = on_end is not None or measure_costs is not None
-    if legacy:  # transitional: compression.py's call form (a spec; records back)
-        plan = plan if isinstance(plan, arch.Plan) else arch.plan(plan)
     run = start(plan, recipe, data, seeds, settings, trainable)
     for _ in epochs(run, on_step):
         pass
-    if legacy:
-        if on_end is not None:
-            on_end(run.params())
-        return rows.trained(run, data)
     return run
 
 

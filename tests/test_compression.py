@@ -13,6 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from explorer import architecture as arch
 from explorer import cli, compression, models, rows, sqzfile, train
 from explorer import data as datasets
 from explorer import space as spaces
@@ -65,22 +66,17 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
     masks = compression.prune_masks(params, 0.6)
     pruned = compression.apply_masks(params, masks)
     acc_pruned = compression.evaluate(SMALL, recipe, fmnist, pruned)
-    got = []
-    rec = train.train_and_evaluate(
-        SMALL,
+    run = train.train_and_evaluate(
+        arch.plan(SMALL),
         recipe,
         fmnist,
         (0,),
-        measure_costs=False,
-        on_end=got.extend,
         trainable=train.Trainable(pruned, wrap=compression.masked(masks)),
     )
     # retraining under the mask wins back some of what pruning lost
-    assert rec[0]["status"] == "ok" and rec[0]["accuracy"] > acc_pruned + 0.02, (
-        rec[0]["accuracy"],
-        acc_pruned,
-    )
-    after, keep = sqzfile.flat(jax.device_get(got[0])), sqzfile.flat(masks)
+    acc = float(run.final()["accuracy"][0])
+    assert run.status == ["ok"] and acc > acc_pruned + 0.02, (acc, acc_pruned)
+    after, keep = sqzfile.flat(jax.device_get(run.params()[0])), sqzfile.flat(masks)
     for path, a in compression.kernels(after).items():
         assert (np.asarray(a)[~keep[path]] == 0).all(), f"{path}: a pruned weight moved"
         assert (np.asarray(a)[keep[path]] != sqzfile.flat(pruned)[path][keep[path]]).any()
