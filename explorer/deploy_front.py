@@ -77,6 +77,8 @@ def export_front(
         trial = str(row["trial_id"])
         rec = {"trial_id": trial, "file": "", "bytes": None, "top1_ort": None,
                column: _number(row.get(column)), "latency_b1_ms": None, "error": ""}  # fmt: skip
+        if int8:  # the row's analytic int8 size, beside the file's
+            rec["bytes_int8"] = _number(row.get("bytes_int8"))
         kept = row["checkpoint"]
         if pd.isna(kept) or not str(kept):
             rec["error"] = NO_WEIGHTS
@@ -134,6 +136,8 @@ def front_table(records: list[dict], column: str) -> str:
         else:
             line.update(size=console.human_bytes(r["bytes"]), **{"top-1 (ORT)": pct(r["top1_ort"])})
         line[f"row's {column}"] = pct(r[column])
+        if r.get("bytes_int8") and r["bytes"]:
+            line["x bytes_int8"] = f"{r['bytes'] / r['bytes_int8']:.3f}"
         lat = r["latency_b1_ms"]
         line["batch-1 ms"] = "-" if lat is None else f"{lat:.3f}"
         if any(x["error"] for x in records):

@@ -28,6 +28,9 @@ DIRECTIONS: dict[str, Direction] = {
     "latency_b1_ms": "min",
     "latency_b128_ms": "min",
     "latency_ort_b1_ms": "min",
+    "bytes_int8_onnx": "min",
+    "int8_onnx_accuracy": "max",
+    "latency_ort_int8_b1_ms": "min",
     "compile_s": "min",
     "images_per_s": "max",
     "wall_s": "min",
@@ -48,5 +51,8 @@ OBJECTIVES = (
     "latency_b1_ms",
     "latency_b128_ms",
     "latency_ort_b1_ms",
+    "bytes_int8_onnx",
+    "int8_onnx_accuracy",
+    "latency_ort_int8_b1_ms",
     "wall_s",
 )

@@ -88,6 +88,9 @@ class SearchConfig(Section):
     # Export each trained network to ONNX and time it in ONNX Runtime (batch 1): the
     # cost of the deployed model, beside JAX's (a few seconds a trial).
     onnx_latency: bool = True
+    # Also write each seed's int8 ONNX file (explorer export --int8) and measure it in
+    # ONNX Runtime: its bytes on disk, top-1 and batch-1 latency (a few seconds more).
+    onnx_int8: bool = False
     # A point's seeds in one program (true), one trial each (false), or auto
     # (null): one program when trials get a GPU. On CPU, where one run already
     # keeps the cores busy, one program was slower than separate trials

@@ -91,6 +91,9 @@ class Measured:
     latency_b1_ms: float = math.nan
     latency_b128_ms: float = math.nan
     latency_ort_b1_ms: float | None = None  # None: not measured (no column)
+    bytes_int8_onnx: Sequence[float] | None = None  # per seed: the int8 ONNX file's size
+    int8_onnx_accuracy: Sequence[float] | None = None  # per seed, in ONNX Runtime
+    latency_ort_int8_b1_ms: float | None = None
 
     def columns(self, i: int, ok: bool) -> dict:
         """Seed i's columns (its accuracies NaN when its training failed)."""

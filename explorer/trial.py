@@ -75,9 +75,9 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
                     checkpoint=keeper.take())  # fmt: skip
 
     measured = train.measure_costs(run, settings)
-    if space.search.onnx_latency:
-        ort_ms = _onnx_latency(plan, run.params()[0], data)
-        measured = dataclasses.replace(measured, latency_ort_b1_ms=ort_ms)
+    if space.search.onnx_latency or space.search.onnx_int8:
+        onnx = _onnx_figures(plan, run.params(), data, space.search)
+        measured = dataclasses.replace(measured, **onnx)
     final = rowlib.trained(run, data, measured, rows, host=host)
     files = {}
     if point.compress is not None:
@@ -131,17 +131,35 @@ def _compress(point: spaces.Point, data, ds, final: list[dict], params: list, se
     return files
 
 
-def _onnx_latency(plan: arch.Plan, params, data) -> float:
-    """Batch-1 latency of the network exported to ONNX, in ONNX Runtime (NaN if export fails)."""
-    from explorer import export
+def _onnx_figures(plan: arch.Plan, params: list, data, search) -> dict:
+    """The ONNX Runtime columns `search` asks for (rows.Measured's names): seed 0's
+    float32 latency; each seed's int8 file's bytes and top-1, and seed 0's int8 latency.
+    NaN where an export fails (the row keeps JAX's own figures)."""
+    from explorer import deploy, export
 
+    out: dict = {}
+    int8: dict[str, list] = {k: [] for k in INT8_ONNX}
     with tempfile.TemporaryDirectory() as tmp:
-        path = Path(tmp) / "model.onnx"
-        try:
-            export.to_onnx(plan, params, data.mean, data.std, path)
-            return export.ort_latency_b1_ms(path)
-        except export.ExportError:
-            return math.nan
+        for i, p in enumerate(params if search.onnx_int8 else params[:1]):
+            path = Path(tmp) / f"seed{i}.onnx"
+            try:
+                export.to_onnx(plan, p, data.mean, data.std, path,
+                               metadata={"spec": plan.spec.as_dict()})  # fmt: skip
+                if i == 0 and search.onnx_latency:
+                    out["latency_ort_b1_ms"] = export.ort_latency_b1_ms(path)
+                got = deploy.int8_figures(path, plan, data) if search.onnx_int8 else {}
+            except export.ExportError:
+                if i == 0 and search.onnx_latency:
+                    out.setdefault("latency_ort_b1_ms", math.nan)
+                got = dict.fromkeys(int8, math.nan) if search.onnx_int8 else {}
+            for k, v in got.items():
+                int8[k].append(v)
+    if search.onnx_int8:
+        out.update(int8, latency_ort_int8_b1_ms=int8["latency_ort_int8_b1_ms"][0])
+    return out
+
+
+INT8_ONNX = ("bytes_int8_onnx", "int8_onnx_accuracy", "latency_ort_int8_b1_ms")
 
 
 def worst() -> dict:

@@ -247,3 +247,46 @@ def test_an_sqz_with_a_row_pick_is_one_line(sqz, capsys):
     capsys.readouterr()
     assert cli.main(["export", str(sqz), "--trial", "x"]) == 2
     assert "--trial: picks a row of a sweep folder" in _one_error(capsys)
+
+
+INT8_SPACE = """
+name: int8
+base: squeezenet1_1
+dataset: {name: fashion_mnist, train_size: 2048, test_size: 512}
+space: {conv1_filters: 16, base_e: {values: [16, 32]}, incr_e: 16, dropout: 0.0}
+train: {epochs: 1, batch_size: 16, optimizer: adam, learning_rate: 0.002, weight_decay: 0,
+        schedule: constant, warmup_epochs: 0}
+search: {method: grid, seeds: 1, onnx_int8: true, keep_weights: all}
+objectives: {accuracy: max, params: min}
+resources: {cpus_per_trial: 1}
+"""
+
+
+def test_a_sweeps_int8_onnx_columns_are_the_front_files_figures(write_space, tmp_path, capsys):
+    """With search.onnx_int8 each row measures its int8 ONNX file (bytes on disk, top-1 and
+    latency in ONNX Runtime); `export --front --int8` writes the same files again."""
+    folder = tmp_path / "sweep"
+    assert cli.main(["sweep", str(write_space(INT8_SPACE)), "--output", str(folder)]) == 0
+    table = results.load(folder)
+    assert table["status"].eq("ok").all() and len(table) == 2
+    for _, row in table.iterrows():
+        assert row["accuracy"] > 0.4, row["trial_id"]  # it learned (chance is 0.1)
+        # one number per file: its int8 ONNX top-1 near the int8-weight top-1 of JAX
+        # (activations quantised too; 512 test images, so a point is 5 images)
+        assert abs(row["int8_onnx_accuracy"] - row["int8_accuracy"]) <= 0.015, row["trial_id"]
+        # the graph's own bytes beyond bytes_int8: a scale and a zero point per channel
+        assert 0 < row["bytes_int8_onnx"] - row["bytes_int8"] < 6_000
+        assert row["latency_ort_int8_b1_ms"] > 0 and row["latency_ort_b1_ms"] > 0
+    out = tmp_path / "front8"
+    capsys.readouterr()
+    assert cli.main(["export", str(folder), "--front", "--int8", "--out", str(out)]) == 0
+    with (out / "front.csv").open() as f:
+        front = {r["trial_id"]: r for r in csv.DictReader(f)}
+    assert front, "an empty front"
+    rows = table.set_index("trial_id")
+    for trial, r in front.items():
+        # the same graph; the exported file's metadata also names its trial and data set
+        assert 0 <= int(r["bytes"]) - rows.loc[trial, "bytes_int8_onnx"] < 300
+        assert float(r["top1_ort"]) == pytest.approx(rows.loc[trial, "int8_onnx_accuracy"])
+        assert int(float(r["bytes_int8"])) == rows.loc[trial, "bytes_int8"]
+    assert "x bytes_int8" in capsys.readouterr().out

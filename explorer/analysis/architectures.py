@@ -34,10 +34,12 @@ X_COLUMNS: tuple[str, ...] = (
     "params",
     "bytes_f32",
     "bytes_int8",
+    "bytes_int8_onnx",
     "bytes_compressed",
     "flops",
     "latency_b1_ms",
     "latency_ort_b1_ms",
+    "latency_ort_int8_b1_ms",
 )
 MAX_EDF_LEVELS = 8  # more numeric levels than this are cut into quartiles
 

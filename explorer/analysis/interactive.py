@@ -35,6 +35,9 @@ HOVER_METRICS: tuple[str, ...] = ("accuracy", "int8_accuracy", *X_COLUMNS, "late
 _LABELS = {
     "bytes_compressed": "model size (compressed)",
     "latency_ort_b1_ms": "latency, ONNX Runtime, batch 1 (ms)",
+    "bytes_int8_onnx": "model size (int8 ONNX file)",
+    "latency_ort_int8_b1_ms": "latency, int8 ONNX, ONNX Runtime, batch 1 (ms)",
+    "int8_onnx_accuracy": "test top-1 accuracy, int8 ONNX file (%)",
     "flops": "FLOPs per image",
 }
 _FRONT = "#d62728"
@@ -111,7 +114,7 @@ def _hover(agg: pd.DataFrame) -> tuple[np.ndarray, str]:
     for m in metrics:
         mean = [_cell(m, v) for v in agg[m]]
         std = agg.get(f"{m}_std", pd.Series(np.nan, index=agg.index))
-        if m not in ("params", "bytes_f32", "bytes_int8", "flops", "bytes_compressed"):
+        if not m.startswith("bytes") and m not in ("params", "flops"):
             mean = [
                 t if pd.isna(s) or s == 0 else f"{t} ± {_cell(m, s)}"
                 for t, s in zip(mean, std, strict=True)
