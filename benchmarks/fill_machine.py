@@ -35,7 +35,7 @@ def worker(k: int, seconds: float, cpu: int | None) -> None:
     if cpu is not None:
         os.sched_setaffinity(0, {cpu})  # before JAX sizes its thread pool
     sys.path.insert(0, str(HERE))
-    from _common import Stepper, spec, synthetic
+    from common import Stepper, spec, synthetic
 
     from explorer.recipe import Recipe
 

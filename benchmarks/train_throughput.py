@@ -19,9 +19,9 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-from _common import SETTINGS, Stepper, machine, median, spec, synthetic, timed  # noqa: E402
+from common import SETTINGS, Stepper, machine, median, spec, synthetic, timed  # noqa: E402
 
-from explorer import execution, train  # noqa: E402
+from explorer import devices, execution  # noqa: E402
 from explorer.recipe import Recipe  # noqa: E402
 
 
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=8)
     ap.add_argument("--batch", type=int, default=128)
     args = ap.parse_args()
-    train.compilation_cache(None)  # cold compile times
+    devices.compilation_cache(None)  # cold compile times
     recipe = Recipe(batch_size=args.batch, optimizer="sgd", learning_rate=0.01)
     print(f"device: {jax.devices()[0].device_kind} ({machine()}), jax {jax.__version__}")
     figures = {}

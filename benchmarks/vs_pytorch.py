@@ -21,10 +21,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import jax  # noqa: E402
-from _common import Stepper, machine, median, spec, synthetic  # noqa: E402
+from common import Stepper, machine, median, spec, synthetic  # noqa: E402
 
 from explorer import architecture as arch  # noqa: E402
-from explorer import complexity, train  # noqa: E402
+from explorer import complexity, devices  # noqa: E402
 from explorer.recipe import Recipe  # noqa: E402
 
 try:
@@ -144,7 +144,7 @@ def main() -> None:
     ap.add_argument("--models", default="squeezenet1_1,squeezenet1_0")
     ap.add_argument("--shapes", default="28x28x1,32x32x3")
     args = ap.parse_args()
-    train.compilation_cache(None)
+    devices.compilation_cache(None)
     print(
         f"{machine()}; jax {jax.__version__}, torch {torch.__version__} "
         f"({torch.get_num_threads()} threads, channels-last); batch {args.batch}, SGD"

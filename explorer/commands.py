@@ -85,7 +85,7 @@ def cmd_inspect(args) -> int:
 # ---------------------------------------------------------------- train
 def cmd_train(args) -> int:
     from explorer import data as datasets
-    from explorer import rows, train
+    from explorer import devices, rows, train
 
     settings = args.settings
     if not args.space and not args.dataset:
@@ -99,7 +99,7 @@ def cmd_train(args) -> int:
     if args.save:
         _check_save(args.save, range(args.seed, args.seed + args.seeds))
     cache_dir = settings.cache_folder if args.cache_dir is None else args.cache_dir
-    cache = train.compilation_cache(cache_dir)
+    cache = devices.compilation_cache(cache_dir)
     data = datasets.load(
         ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download, settings.fashion_mnist_dir
     )
@@ -123,7 +123,7 @@ def cmd_train(args) -> int:
         progress.end_epoch(m["epoch"], m)
     base = point.values.get("base", sel.space.base if sel.space else args.model)
     named = [rows.identity(sel.name, point.index, s, base) for s in seeds]
-    records = rows.trained(run, data, train.measure_costs(run, settings), named)
+    records = rows.trained(run, data, train.measure_costs(run), named)
     print(console.format_table(console.record_rows(records)))
     for r in records:
         if r["status"] != "ok":

@@ -88,6 +88,27 @@ def keep_freed_memory() -> bool:
     return all(libc.mallopt(_MALLOPT[name], value) == 1 for name, value in settings.KEEP_TUNABLES)
 
 
+def compilation_cache(folder: str | os.PathLike | None) -> str | None:
+    """Turn JAX's persistent compilation cache on in this folder (None: off); returns it.
+
+    A repeated architecture then loads its compiled program from disk instead
+    of compiling again, in any process. A new folder takes effect at once, also
+    in a process that compiled with another (JAX opens its cache at the first
+    compile and keeps it otherwise). Entry points pass `Settings.cache_folder`.
+    """
+    import jax  # here: importing this module loads no jax (split_cpu must run first)
+    from jax.experimental.compilation_cache import compilation_cache as persistent_cache
+
+    if folder:
+        folder = os.path.abspath(os.fspath(folder))
+        os.makedirs(folder, exist_ok=True)
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
+    jax.config.update("jax_compilation_cache_dir", folder or None)
+    persistent_cache.reset_cache()
+    return folder or None
+
+
 def cpu_count() -> int:
     """CPU devices JAX has (starts the backend)."""
     import jax

@@ -142,13 +142,13 @@ def placing(fn: Callable, sharding: jax.sharding.Sharding) -> Callable:
 
 def compile_runner(
     program: Program,
-    data_specs: dict,
-    eval_specs: dict,
+    data: Dataset,
     num_seeds: int = 1,
     the_mesh: jax.sharding.Mesh | None = None,
     batched: bool = False,
 ) -> Runner:
-    """Compile a program's functions (ahead of time, timed) for K seeds and a mesh."""
+    """Compile a program's functions (ahead of time, timed) for K seeds, a mesh and
+    the shapes of a data set on the device (device_data)."""
     parts = 1 if the_mesh is None else the_mesh.size
     axis = None if parts == 1 else AXIS
 
@@ -186,6 +186,7 @@ def compile_runner(
 
     keys = seed_keys(range(num_seeds))
     j = jax.ShapeDtypeStruct((), jnp.int32)
+    data_specs, eval_specs = _data_specs(data, program.eval_batch, program.eval_batches)
     t0 = time.perf_counter()
     # init runs once per trial: compiled without LLVM's optimisations it is as
     # fast and compiles in seconds less (random initialisers unroll).
@@ -262,6 +263,38 @@ def device_data(data: Dataset, runner: Runner) -> dict:
         "test": {"x": put(x_test), "y": put(y_test), "mean": mean, "std": std},
         "n_test": len(data.x_test),
     }
+
+
+def restored(state: dict, saved: list[dict], runner: Runner) -> dict:
+    """The runner's state with each seed's saved params and optimiser leaves put in."""
+    params = [s["params"] for s in saved]
+    leaves = [list(s["opt"]) for s in saved]
+    if len(saved) > 1:  # stack the seeds along the program's seed axis
+        params = [jax.tree.map(lambda *a: np.stack(a), *params)]
+        leaves = [[np.stack(ls) for ls in zip(*leaves, strict=True)]]
+    opt = jax.tree.unflatten(jax.tree.structure(state["opt"]), leaves[0])
+    state = {"params": params[0], "opt": opt, "sums": state["sums"]}
+    return jax.device_put(state, runner.sharding)
+
+
+def _data_specs(data: Dataset, eval_batch: int, eval_batches: int) -> tuple[dict, dict]:
+    """Shapes of device_data's train and test splits, to compile against."""
+    ms = jax.ShapeDtypeStruct(data.mean.shape, jnp.float32)
+    n = eval_batch * eval_batches
+    x, y = data.x_test, data.y_test
+    return (
+        {"x": _spec(data.x_train), "y": _spec(data.y_train), "mean": ms, "std": ms},
+        {
+            "x": jax.ShapeDtypeStruct((n, *x.shape[1:]), x.dtype),
+            "y": jax.ShapeDtypeStruct((n,), y.dtype),
+            "mean": ms,
+            "std": ms,
+        },
+    )
+
+
+def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
+    return jax.ShapeDtypeStruct(a.shape, a.dtype)
 
 
 def evaluate(runner: Runner, params, dev: dict) -> tuple[np.ndarray, ...]:

@@ -10,7 +10,6 @@ import numpy as np
 
 from explorer import models
 from explorer.architecture import Plan
-from explorer.settings import Settings
 
 
 def xla_flops(plan: Plan) -> int:
@@ -47,15 +46,17 @@ def quantize_int8(params, batch_dims: int = 0):
 
 
 def latency(
-    plan: Plan, params, batches=(1, 128), repeats: int = 20, settings: Settings | None = None
+    model: models.SqueezeNet, params, image_shape: tuple, batches=(1, 128), repeats: int = 20
 ) -> dict:
-    """Median forward latency in ms at each batch size (after a warm-up call), on one device."""
-    model = models.build(plan, settings=settings)
+    """Median forward latency in ms at each batch size (after a warm-up call), on one device.
+
+    image_shape: one image's (height, width, channels).
+    """
     params = jax.device_put(params, jax.local_devices()[0])  # not copies on every core
     apply = jax.jit(lambda p, x: model.apply({"params": p}, x))
     out = {}
     for b in batches:
-        x = jnp.zeros(models.input_shape(plan.spec, b), jnp.float32)
+        x = jnp.zeros((b, *image_shape), jnp.float32)
         apply(params, x).block_until_ready()  # compile and warm up
         n = repeats if b == 1 else max(3, repeats // 4)
         times = []

@@ -11,7 +11,6 @@ in between. Its records are built by `explorer.rows.trained`.
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
@@ -20,31 +19,12 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
-from jax.experimental.compilation_cache import compilation_cache as persistent_cache
 
 from explorer import architecture as arch
-from explorer import execution, measure, models, rows
+from explorer import execution, lowering, measure, models, rows
 from explorer.data import Dataset
 from explorer.recipe import Recipe
 from explorer.settings import Settings
-
-
-def compilation_cache(folder: str | os.PathLike | None) -> str | None:
-    """Turn JAX's persistent compilation cache on in this folder (None: off); returns it.
-
-    A repeated architecture then loads its compiled program from disk instead
-    of compiling again, in any process. A new folder takes effect at once, also
-    in a process that compiled with another (JAX opens its cache at the first
-    compile and keeps it otherwise). Entry points pass `Settings.cache_folder`.
-    """
-    if folder:
-        folder = os.path.abspath(os.fspath(folder))
-        os.makedirs(folder, exist_ok=True)
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
-        jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-    jax.config.update("jax_compilation_cache_dir", folder or None)
-    persistent_cache.reset_cache()
-    return folder or None
 
 
 class TrainingFailed(Exception):
@@ -177,7 +157,7 @@ def make_eval_step(model: models.SqueezeNet, to_params: Callable = lambda p: p):
 
 
 def make_runner(
-    plan: arch.Plan,
+    model: models.SqueezeNet,
     recipe: Recipe,
     data: Dataset,
     num_seeds: int = 1,
@@ -189,11 +169,12 @@ def make_runner(
 
     The data set sits on the device as uint8; each step cuts its batch from
     this epoch's permutation, augments and normalises it there, so the host
-    never feeds batches. devices: how many share each batch (execution.mesh).
-    trainable: train this instead of freshly initialised parameters.
+    never feeds batches. model: `models.build(plan, settings=settings,
+    many_seeds=num_seeds > 1)`. devices: how many share each batch
+    (execution.mesh). trainable: train this instead of freshly initialised
+    parameters.
     """
     settings = settings or Settings()
-    model = models.build(plan, settings=settings, many_seeds=num_seeds > 1)
     n_train = len(data.x_train)
     steps = n_train // recipe.batch_size
     if steps < 1:
@@ -206,14 +187,14 @@ def make_runner(
         tx, to_params = trainable.wrap(tx), trainable.to_params
     train_step = make_train_step(model, tx, recipe, to_params)
     eval_step = make_eval_step(model, to_params)
-    shape = models.input_shape(plan.spec, 1)
+    one_image = (1, *data.x_train.shape[1:])  # the data's images are the model's input
     eval_b = min(recipe.eval_batch_size, len(data.x_test))
 
     def init(key):
         if trainable is not None:
             params = jax.tree.map(jnp.asarray, trainable.start)
         else:
-            params = model.init(key, jnp.zeros(shape, jnp.float32))["params"]
+            params = model.init(key, jnp.zeros(one_image, jnp.float32))["params"]
         return {"params": params, "opt": tx.init(params), "sums": jnp.zeros(2)}
 
     def step(state, d, perm, j, key, part, axis):
@@ -244,26 +225,13 @@ def make_runner(
 
     n_eval = -(-len(data.x_test) // eval_b)
     program = execution.Program(init, step, shuffle, evaluate, steps, eval_b, n_eval)
-    ms = jax.ShapeDtypeStruct(data.mean.shape, jnp.float32)
-    train_specs = {"x": _spec(data.x_train), "y": _spec(data.y_train), "mean": ms, "std": ms}
-    eval_specs = {
-        "x": jax.ShapeDtypeStruct((n_eval * eval_b, *data.x_test.shape[1:]), data.x_test.dtype),
-        "y": jax.ShapeDtypeStruct((n_eval * eval_b,), data.y_test.dtype),
-        "mean": ms,
-        "std": ms,
-    }
     return execution.compile_runner(
         program,
-        train_specs,
-        eval_specs,
+        data,
         num_seeds,
         execution.mesh(devices, recipe.batch_size, eval_b),
         batched=num_seeds > 1 and execution.seeds_vmapped(settings),
     )
-
-
-def _spec(a: np.ndarray) -> jax.ShapeDtypeStruct:
-    return jax.ShapeDtypeStruct(a.shape, a.dtype)
 
 
 # ---------------------------------------------------------------- the run
@@ -278,6 +246,7 @@ class Run:
     plan: arch.Plan
     recipe: Recipe
     seeds: list[int]
+    model: models.SqueezeNet  # one seed's model, as a deployment runs it (its latency)
     runner: execution.Runner
     dev: dict
     state: dict
@@ -336,15 +305,20 @@ def start(
     t_start = time.perf_counter()
     seeds = list(seeds)
     k = len(seeds)
-    runner = make_runner(plan, recipe, data, num_seeds=k, settings=settings, trainable=trainable)
+    # built once, here: a program of k seeds may compute convolutions another
+    # way than one seed does (lowering.choose); latency measures one seed's
+    one, many = lowering.choose(settings), lowering.choose(settings, many_seeds=k > 1)
+    model, one_seed = models.build(plan, many), models.build(plan, one)
+    runner = make_runner(model, recipe, data, num_seeds=k, settings=settings, trainable=trainable)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state = runner.init(init_key)
     first = 1
     if resume is not None:
-        state, first = _restored(state, resume[1], k, runner), resume[0] + 1
+        state, first = execution.restored(state, resume[1], runner), resume[0] + 1
     dev = execution.device_data(data, runner)
-    return Run(plan, recipe, seeds, runner, dev, state, loop_key, first, t_start, ["ok"] * k,
-               [""] * k)  # fmt: skip
+    status, error = ["ok"] * k, [""] * k
+    return Run(plan, recipe, seeds, one_seed, runner, dev, state, loop_key, first, t_start,
+               status, error)  # fmt: skip
 
 
 def epochs(run: Run, on_step: Callable[[int, int], None] | None = None) -> Iterator[dict]:
@@ -390,11 +364,11 @@ def train_and_evaluate(
     return run
 
 
-def measure_costs(run: Run, settings: Settings | None = None) -> rows.Measured:
+def measure_costs(run: Run) -> rows.Measured:
     """The trained network's measured costs: int8-weight top-1 per seed (one more test
     pass) and seed 0's forward latency on one device (rows.Measured names them)."""
     int8 = measure.quantize_int8(run.state["params"], int(len(run.seeds) > 1))
-    lat = measure.latency(run.plan, run.params()[0], settings=settings)
+    lat = measure.latency(run.model, run.params()[0], run.dev["test"]["x"].shape[1:])
     return rows.Measured(
         int8_accuracy=execution.evaluate(run.runner, int8, run.dev)[1],
         latency_b1_ms=lat["b1_ms"],
@@ -414,18 +388,6 @@ def _metrics(epoch: int, train: dict, test: tuple, epoch_s: float, run: Run) -> 
         "epoch_s": epoch_s,
         "status": list(run.status),
     }
-
-
-def _restored(state: dict, saved: list[dict], k: int, runner: execution.Runner) -> dict:
-    """The runner's state with each seed's saved params and optimiser leaves put in."""
-    params = [s["params"] for s in saved]
-    leaves = [list(s["opt"]) for s in saved]
-    if k > 1:  # stack the seeds along the program's seed axis
-        params = [jax.tree.map(lambda *a: np.stack(a), *params)]
-        leaves = [[np.stack(ls) for ls in zip(*leaves, strict=True)]]
-    opt = jax.tree.unflatten(jax.tree.structure(state["opt"]), leaves[0])
-    restored = {"params": params[0], "opt": opt, "sums": state["sums"]}
-    return jax.device_put(restored, runner.sharding)
 
 
 def _unstack(tree, k: int) -> list:

@@ -46,7 +46,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         tune.report({"epoch": 0, "done": True, "rows": rows, **worst()})
         return
 
-    train.compilation_cache(settings.cache_folder)
+    devices.compilation_cache(settings.cache_folder)
     ds = space.dataset
     data = datasets.load(
         ds.name, ds.data_dir, ds.train_size, ds.test_size, ds.download, settings.fashion_mnist_dir
@@ -74,7 +74,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
         tune.report({**report, "curve": curve, **_means(point, rows[0], m)},
                     checkpoint=keeper.take())  # fmt: skip
 
-    measured = train.measure_costs(run, settings)
+    measured = train.measure_costs(run)
     if space.search.onnx_latency or space.search.onnx_int8:
         onnx = _onnx_figures(plan, run.params(), data, space.search)
         measured = dataclasses.replace(measured, **onnx)

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import cli, complexity, execution, measure, rows, settings, train
+from explorer import cli, complexity, devices, execution, measure, models, rows, settings, train
 from explorer import data as datasets
 from explorer.recipe import Recipe
 from explorer.settings import SettingError, Settings
@@ -58,7 +58,8 @@ def test_same_seed_same_result_other_seed_differs(fmnist):
 def _params_after(
     seeds, steps, data, recipe, spec=SMALL, devices=None, evaluate=False, settings=None
 ):
-    runner = train.make_runner(arch.plan(spec), recipe, data, len(seeds), devices, settings)
+    model = models.build(arch.plan(spec), settings=settings, many_seeds=len(seeds) > 1)
+    runner = train.make_runner(model, recipe, data, len(seeds), devices, settings)
     init_key, loop_key = execution.split_keys(execution.seed_keys(seeds), 2)
     state, dev = runner.init(init_key), execution.device_data(data, runner)
     key = execution.fold_keys(loop_key, 1)
@@ -79,10 +80,13 @@ def test_batch_split_over_two_devices_is_the_one_device_step(fmnist):
     np.testing.assert_allclose(np.concatenate(ev1), np.concatenate(ev2), rtol=1e-4)
     with pytest.raises(ValueError, match=r"devices: 2 does not divide the batch sizes \(63,"):
         train.make_runner(
-            arch.plan(spec), QUICK.model_copy(update={"batch_size": 63}), fmnist, devices=2
+            models.build(arch.plan(spec)),
+            QUICK.model_copy(update={"batch_size": 63}),
+            fmnist,
+            devices=2,
         )
     with pytest.raises(ValueError, match="devices: expected 1 to 2, got 3"):
-        train.make_runner(arch.plan(spec), QUICK, fmnist, devices=3)
+        train.make_runner(models.build(arch.plan(spec)), QUICK, fmnist, devices=3)
 
 
 def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
@@ -90,7 +94,7 @@ def test_two_device_calls_wait_before_the_cpu_client_queue_fills(fmnist):
     # are queued; with an all-reduce pending that deadlocked (execution.placing).
     # Every IN_FLIGHT-th call of a multi-device program returns a finished result.
     recipe = QUICK.model_copy(update={"batch_size": 256})
-    runner = train.make_runner(arch.plan(SMALL), recipe, fmnist, devices=2)
+    runner = train.make_runner(models.build(arch.plan(SMALL)), recipe, fmnist, devices=2)
     state, dev = runner.init(jax.random.key(0)), execution.device_data(fmnist, runner)
     perm = runner.shuffle(jax.random.key(1))
     ready = []
@@ -235,15 +239,15 @@ def test_augment_is_a_crop_of_the_padded_image_maybe_flipped():
 
 def test_compilation_cache_fills_its_folder(tmp_path, fmnist):
     # The process compiled with another folder first (the other tests did too).
-    train.compilation_cache(tmp_path / "first")
+    devices.compilation_cache(tmp_path / "first")
     try:
         jax.jit(lambda x: x * 3 + 1)(np.float32(2)).block_until_ready()
         assert any((tmp_path / "first").iterdir())
-        folder = train.compilation_cache(tmp_path / "jax")
-        train.make_runner(arch.plan(SMALL.replace(base_e=24)), QUICK, fmnist)
+        folder = devices.compilation_cache(tmp_path / "jax")
+        train.make_runner(models.build(arch.plan(SMALL.replace(base_e=24))), QUICK, fmnist)
         assert any((tmp_path / "jax").iterdir())
     finally:
-        train.compilation_cache(settings.from_env().cache_folder)
+        devices.compilation_cache(settings.from_env().cache_folder)
     assert folder == str(tmp_path / "jax")
 
 

@@ -14,7 +14,7 @@ import time  # noqa: E402
 import numpy as np  # noqa: E402
 
 from explorer import architecture as arch  # noqa: E402
-from explorer import execution, settings, train  # noqa: E402
+from explorer import execution, models, settings, train  # noqa: E402
 from explorer.data import DataInfo, Dataset  # noqa: E402
 
 # An entry point, as the CLI: the settings read once, and one XLA CPU device per
@@ -47,7 +47,8 @@ class Stepper:
     """The trainer's compiled step on device-resident data, K seeds, ready to time."""
 
     def __init__(self, sp: arch.ArchSpec, recipe, data: Dataset, k: int = 1, how=SETTINGS):
-        self.runner = train.make_runner(arch.plan(sp), recipe, data, num_seeds=k, settings=how)
+        model = models.build(arch.plan(sp), settings=how, many_seeds=k > 1)
+        self.runner = train.make_runner(model, recipe, data, num_seeds=k, settings=how)
         init_key, self.key = execution.split_keys(execution.seed_keys(range(k)), 2)
         self.state = self.runner.init(init_key)
         self.dev = execution.device_data(data, self.runner)
