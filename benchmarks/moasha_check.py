@@ -4,7 +4,7 @@
     python benchmarks/moasha_check.py [--cases 12]
 
 Feeds Syne Tune's MOASHA (metrics [-accuracy, size], do_minimize) and
-explorer.analysis.replay.Moasha the same results: hand-made rungs, then random
+explorer.analysis.asha.Moasha the same results: hand-made rungs, then random
 interleavings of 14 trials (budget 27, eta 3, three training at once, tied
 values), a trial leaving when Syne Tune stops it. Prints each disagreement and
 ends with `decisions=N differ=M` (the last epoch left out: there Syne Tune says
@@ -22,7 +22,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from explorer.analysis.replay import Moasha  # noqa: E402
+from explorer.analysis.asha import Moasha  # noqa: E402
 
 HAND = [  # sizes, then (trial, epoch, accuracy): one result each at rung 1 (budget 9)
     ({0: 10, 1: 20}, [(0, 1, 0.8), (1, 1, 0.7)]),

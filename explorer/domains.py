@@ -1,4 +1,5 @@
-"""One metaparameter of a space: the keys a space may set, their domains and value checks.
+"""One metaparameter of a space: the keys a space may set, their domains and value checks;
+the checks of the file's sections (`train:`, `search:`, `objectives:`, ...).
 
 A value is checked against the metaparameter's type (`architecture.ArchSpec`'s
 field, or the recipe's), then against the architecture's own range checks, so
@@ -12,13 +13,15 @@ import dataclasses
 import functools
 import math
 import typing
+from typing import Any
 
 import numpy as np
 import pydantic
 
 from explorer import architecture as arch
 from explorer import spacefile
-from explorer.recipe import Compression, Recipe
+from explorer.metrics import OBJECTIVES
+from explorer.recipe import Compression, Recipe, SearchConfig
 from explorer.spacefile import SpaceError, excerpt
 
 ARCH_TYPES = typing.get_type_hints(arch.ArchSpec)
@@ -183,3 +186,72 @@ def check_finite(value, path, where: str) -> None:
 def label(key) -> str:
     """A key from the file as it appears in a key path: clipped, on one line."""
     return spacefile.label(key)
+
+
+def check_size(path, search: SearchConfig) -> None:
+    """Refuse a search too big to enumerate (`grid` checks the grid's size)."""
+    if search.num_samples > MAX_POINTS:
+        raise SpaceError(
+            path,
+            "search.num_samples",
+            f"expected at most {MAX_POINTS:,}, got {excerpt(search.num_samples)}",
+        )
+    if search.seeds > MAX_SEEDS:
+        raise SpaceError(
+            path, "search.seeds", f"expected at most {MAX_SEEDS:,}, got {excerpt(search.seeds)}"
+        )
+    if search.seed < 0:
+        raise SpaceError(
+            path, "search.seed", f"expected an integer >= 0, got {excerpt(search.seed)}"
+        )
+
+
+def section(model, doc: dict, key: str, path) -> Any:
+    """A section of the file (`train:`, `search:`, ...) as its model, its values checked."""
+    raw = doc.get(key, {}) or {}
+    if not isinstance(raw, dict):
+        raise SpaceError(path, key, f"expected a mapping, got {kind(raw)}")
+    try:
+        section = model(**{str(k): v for k, v in raw.items()})
+    except pydantic.ValidationError as e:
+        raise pydantic_error(e, path, key) from None
+    for field, value in section.model_dump().items():
+        check_finite(value, path, f"{key}.{field}")
+    return section
+
+
+def pydantic_error(e: pydantic.ValidationError, path, prefix: str) -> SpaceError:
+    """A model's first validation error as a SpaceError naming the key."""
+    err = e.errors(include_url=False)[0]
+    loc = ".".join(label(x) for x in (prefix, *err["loc"]) if x != "")
+    msg = err["msg"]
+    if err["type"] == "extra_forbidden":
+        msg = "unknown key"
+    elif "input" in err and err["type"] != "missing":
+        msg = f"{msg}, got {excerpt(err['input'])}"
+    return SpaceError(path, loc, msg)
+
+
+def read_objectives(raw, path) -> dict[str, str]:
+    """The `objectives:` mapping, each a known metric and min or max."""
+    if not isinstance(raw, dict) or not raw:
+        raise SpaceError(path, "objectives", "expected a mapping like {accuracy: max, params: min}")
+    out = {}
+    for metric, direction in raw.items():
+        if metric not in OBJECTIVES:
+            raise SpaceError(
+                path,
+                f"objectives.{label(metric)}",
+                f"unknown metric; expected one of {', '.join(OBJECTIVES)}",
+            )
+        if not isinstance(direction, str) or direction not in ("min", "max"):
+            raise SpaceError(
+                path, f"objectives.{metric}", f"expected min or max, got {excerpt(direction)}"
+            )
+        out[str(metric)] = direction
+    return out
+
+
+def kind(x) -> str:
+    """A value's type as a message names it."""
+    return "nothing" if x is None else type(x).__name__

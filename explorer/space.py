@@ -16,7 +16,6 @@ import json
 import math
 import re
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pydantic
@@ -35,11 +34,15 @@ from explorer.domains import (  # noqa: F401  (re-exported: the keys a space may
     SPACE_KEYS,
     Domain,
     check_finite,
+    check_size,
     check_value,
     domain,
+    kind,
     label,
+    pydantic_error,
+    read_objectives,
+    section,
 )
-from explorer.metrics import OBJECTIVES
 from explorer.recipe import (
     Compression,
     Constraints,
@@ -113,7 +116,7 @@ def load(path: str | Path) -> Space:
     path = Path(path)
     doc = spacefile.read(path)  # size, text, aliases, depth and duplicate keys bounded
     if not isinstance(doc, dict):
-        raise SpaceError(path, "", f"expected a mapping of keys, got {_kind(doc)}")
+        raise SpaceError(path, "", f"expected a mapping of keys, got {kind(doc)}")
     return from_dict(doc, path)
 
 
@@ -129,13 +132,13 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         raise SpaceError(path, "name", f"expected a non-empty string, got {excerpt(name)}")
     description = doc.get("description", "")
     if not isinstance(description, str):
-        raise SpaceError(path, "description", f"expected a string, got {_kind(description)}")
+        raise SpaceError(path, "description", f"expected a string, got {kind(description)}")
     base = doc.get("base", "squeezenet1_1")
     if not isinstance(base, str) or base not in arch.PRESETS:
         raise SpaceError(
             path, "base", f"expected one of {', '.join(arch.PRESETS)}, got {excerpt(base)}"
         )
-    dataset = _section(DatasetConfig, doc, "dataset", path)
+    dataset = section(DatasetConfig, doc, "dataset", path)
     if not DATASET_NAME.fullmatch(dataset.name):
         raise SpaceError(
             path,
@@ -152,19 +155,19 @@ def from_dict(doc: dict, path: str | Path = "<space>") -> Space:
         image_size=data.image_size,
         in_channels=data.in_channels,
     )
-    recipe = _section(Recipe, doc, "train", path)
-    search = _section(SearchConfig, doc, "search", path)
-    constraints = _section(Constraints, doc, "constraints", path)
-    resources = _section(Resources, doc, "resources", path)
-    objectives = _objectives(doc.get("objectives", {"accuracy": "max", "params": "min"}), path)
+    recipe = section(Recipe, doc, "train", path)
+    search = section(SearchConfig, doc, "search", path)
+    constraints = section(Constraints, doc, "constraints", path)
+    resources = section(Resources, doc, "resources", path)
+    objectives = read_objectives(doc.get("objectives", {"accuracy": "max", "params": "min"}), path)
     raw_space = doc.get("space", {}) or {}
     if not isinstance(raw_space, dict):
         raise SpaceError(
-            path, "space", f"expected a mapping of metaparameters, got {_kind(raw_space)}"
+            path, "space", f"expected a mapping of metaparameters, got {kind(raw_space)}"
         )
     domains = {str(k): domain(str(k), v, path) for k, v in raw_space.items()}
     compress = _compress(doc, domains, path)
-    _check_size(path, search)
+    check_size(path, search)
     space = Space(
         str(path),
         name,
@@ -195,7 +198,7 @@ def _compress(doc: dict, domains: dict, path) -> Compression | None:
         return None
     raw = raw or {}
     if not isinstance(raw, dict):
-        raise SpaceError(path, "compress", f"expected a mapping, got {_kind(raw)}")
+        raise SpaceError(path, "compress", f"expected a mapping, got {kind(raw)}")
     fixed = {}
     for k, v in raw.items():
         if str(k) not in COMPRESS_KEYS:
@@ -218,71 +221,6 @@ def content_digest(doc: dict) -> str:
     """A short hash of a parsed space document (keys sorted; layout and comments ignored)."""
     text = json.dumps(doc, sort_keys=True, default=repr)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _check_size(path, search: SearchConfig) -> None:
-    """Refuse a search too big to enumerate (`grid` checks the grid's size)."""
-    if search.num_samples > MAX_POINTS:
-        raise SpaceError(
-            path,
-            "search.num_samples",
-            f"expected at most {MAX_POINTS:,}, got {excerpt(search.num_samples)}",
-        )
-    if search.seeds > MAX_SEEDS:
-        raise SpaceError(
-            path, "search.seeds", f"expected at most {MAX_SEEDS:,}, got {excerpt(search.seeds)}"
-        )
-    if search.seed < 0:
-        raise SpaceError(
-            path, "search.seed", f"expected an integer >= 0, got {excerpt(search.seed)}"
-        )
-
-
-def _section(model, doc: dict, key: str, path) -> Any:
-    raw = doc.get(key, {}) or {}
-    if not isinstance(raw, dict):
-        raise SpaceError(path, key, f"expected a mapping, got {_kind(raw)}")
-    try:
-        section = model(**{str(k): v for k, v in raw.items()})
-    except pydantic.ValidationError as e:
-        raise _pydantic_error(e, path, key) from None
-    for field, value in section.model_dump().items():
-        check_finite(value, path, f"{key}.{field}")
-    return section
-
-
-def _pydantic_error(e: pydantic.ValidationError, path, prefix: str) -> SpaceError:
-    err = e.errors(include_url=False)[0]
-    loc = ".".join(label(x) for x in (prefix, *err["loc"]) if x != "")
-    msg = err["msg"]
-    if err["type"] == "extra_forbidden":
-        msg = "unknown key"
-    elif "input" in err and err["type"] != "missing":
-        msg = f"{msg}, got {excerpt(err['input'])}"
-    return SpaceError(path, loc, msg)
-
-
-def _objectives(raw, path) -> dict[str, str]:
-    if not isinstance(raw, dict) or not raw:
-        raise SpaceError(path, "objectives", "expected a mapping like {accuracy: max, params: min}")
-    out = {}
-    for metric, direction in raw.items():
-        if metric not in OBJECTIVES:
-            raise SpaceError(
-                path,
-                f"objectives.{label(metric)}",
-                f"unknown metric; expected one of {', '.join(OBJECTIVES)}",
-            )
-        if not isinstance(direction, str) or direction not in ("min", "max"):
-            raise SpaceError(
-                path, f"objectives.{metric}", f"expected min or max, got {excerpt(direction)}"
-            )
-        out[str(metric)] = direction
-    return out
-
-
-def _kind(x) -> str:
-    return "nothing" if x is None else type(x).__name__
 
 
 # ---------------------------------------------------------------- points
@@ -398,7 +336,7 @@ def _check_points(space: Space) -> None:
         try:  # a recipe that is valid key by key can still be inconsistent
             Recipe(**p.recipe.model_dump())
         except pydantic.ValidationError as e:
-            raise _pydantic_error(e, space.path, "train") from None
+            raise pydantic_error(e, space.path, "train") from None
 
 
 def point_from_config(space: Space, config: dict) -> tuple[Point, list[int]]:

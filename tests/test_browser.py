@@ -26,9 +26,10 @@ import pytest
 from explorer import results
 from explorer.analysis import interactive
 from explorer.analysis.architectures import architectures
+from explorer.analysis.interactive import page as report_page
+from explorer.analysis.interactive import to_html
 from explorer.analysis.pareto import pareto_mask, varied_metaparameters
-from explorer.analysis.report import _page as report_page
-from explorer.analysis.report import interactive_figures, to_html, write_report
+from explorer.analysis.report import interactive_figures, write_report
 
 EXAMPLE = Path(__file__).resolve().parent.parent / "analysis/example_results.parquet"
 BROWSER = shutil.which("chromium") or shutil.which("chromium-browser")

@@ -6,7 +6,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from explorer.analysis import replay
+from explorer.analysis import asha, replay
 from explorer.analysis.report import scheduler_replay
 
 BUDGET = 9
@@ -67,7 +67,7 @@ def test_moasha_decides_as_syne_tune():
     """Decisions checked against syne-tune 0.16.0's MOASHA (metrics [-accuracy, size],
     do_minimize), fed the same results."""
     sizes = {"a": 10.0, "b": 20.0, "c": 30.0}
-    q = replay.Moasha(BUDGET, 3, sizes)
+    q = asha.Moasha(BUDGET, 3, sizes)
     assert not q.decide("c", 1, 0.9)  # the first result at a rung goes on
     assert q.decide("b", 1, 0.5)  # from the second on it is judged: 1/2 > 1/3
     # all three on one front; sorted [c, a, b] (epsilon-net over raw sizes), and the
@@ -77,22 +77,22 @@ def test_moasha_decides_as_syne_tune():
     # index sorted last (the worst, the third to arrive) is 2, and 2/4 > 1/3 (sic)
     chain = {0: 20, 1: 30, 2: 40, 3: 10}
     decide = [(i, 1, acc) for i, acc in enumerate((0.8, 0.7, 0.6, 0.9))]
-    m = replay.Moasha(BUDGET, 3, chain)
+    m = asha.Moasha(BUDGET, 3, chain)
     assert [m.decide(*d) for d in decide] == [False, True, True, True]
     # read at its own place (first of four), the best trial goes on
-    m = replay.Moasha(BUDGET, 3, chain, own_rank=True)
+    m = asha.Moasha(BUDGET, 3, chain, own_rank=True)
     assert [m.decide(*d) for d in decide] == [False, True, True, False]
-    assert not replay.Moasha(BUDGET, 3, sizes).decide("a", 2, 0.1)  # not a rung
+    assert not asha.Moasha(BUDGET, 3, sizes).decide("a", 2, 0.1)  # not a rung
 
 
 def test_asha_is_ray_tunes_own():
-    asha = replay.RayAsha(BUDGET, 3)
-    assert not asha.decide("c", 1, 0.9)  # nothing recorded: no cutoff
-    assert asha.decide("b", 1, 0.5)  # below the 2/3 percentile of [0.9]
-    assert asha.decide("a", 1, 0.4)
-    assert not asha.decide("d", 1, 0.9)  # above the cutoff of [0.9, 0.5, 0.4], 0.63
-    assert not asha.decide("c", 2, 0.1)  # not a rung
-    assert not asha.decide("c", BUDGET, 0.1)  # finished
+    ray_asha = asha.RayAsha(BUDGET, 3)
+    assert not ray_asha.decide("c", 1, 0.9)  # nothing recorded: no cutoff
+    assert ray_asha.decide("b", 1, 0.5)  # below the 2/3 percentile of [0.9]
+    assert ray_asha.decide("a", 1, 0.4)
+    assert not ray_asha.decide("d", 1, 0.9)  # above the cutoff of [0.9, 0.5, 0.4], 0.63
+    assert not ray_asha.decide("c", 2, 0.1)  # not a rung
+    assert not ray_asha.decide("c", BUDGET, 0.1)  # finished
 
 
 def test_replay_needs_four_full_curves():

@@ -21,7 +21,6 @@ from explorer.analysis.report import (
     figures,
     markdown_table,
     pareto_table,
-    plotly_js,
     write_report,
 )
 from explorer.results import COLUMNS, ResultsError, conform
@@ -147,7 +146,7 @@ def test_write_report_files(grid, tmp_path):
     assert len(images) == len(pngs)  # self-contained: every figure embedded
     assert all(base64.b64decode(img).startswith(PNG_MAGIC) for img in images)
     assert "RESOURCE_EXHAUSTED" in page and "<table" in page
-    html_only = page.replace(plotly_js(), "")  # the page, less plotly.js
+    html_only = page.replace(interactive.plotly_js(), "")  # the page, less plotly.js
     assert all(src.startswith("data:") for src in re.findall(r'src="([^"]*)"', html_only))
     assert_interactive_page(
         page, ["plot-front", "plot-objectives", "plot-edfs", "plot-learning_curves"]
@@ -158,9 +157,9 @@ def test_write_report_files(grid, tmp_path):
 def assert_interactive_page(page: str, plots: list[str]) -> None:
     """One page, offline: plotly.js inlined exactly once, no script from anywhere, every plot."""
     assert page.count("<html") == 1 and page.count("</html>") == 1
-    assert page.count(plotly_js()) == 1
+    assert page.count(interactive.plotly_js()) == 1
     assert page.count("plotly.js v") == 1  # the bundle's banner: inlined once
-    html_only = page.replace(plotly_js(), "")
+    html_only = page.replace(interactive.plotly_js(), "")
     assert not re.search(r"<script[^>]*\bsrc=", html_only)  # no CDN, no file beside it
     assert "<script" in html_only and "http" not in html_only.replace("http://www.w3.org", "")
     ids = re.findall(r'<div id="(plot-[a-z_]+)" class="plotly-graph-div"', page)

@@ -7,16 +7,19 @@ point's metaparameters and metrics on hover) and `parallel` (parallel
 coordinates over three or more objectives). `interactive_curves` draws the
 error EDFs and learning curves with this module's labels, axes, titles and
 menus. Like `plots` they draw and do not compute: the architectures and their
-columns come from `architectures`, fronts from `pareto.pareto_mask`.
+columns come from `architectures`, fronts from `pareto.pareto_mask`. `to_html`
+and `page` put figures on one page that needs no network (plotly.js inlined).
 """
 
 from __future__ import annotations
 
+import html
 import math
 
 import numpy as np
 import pandas as pd
 import plotly.graph_objects as go
+import plotly.io as pio
 
 import explorer.analysis.plots as plots
 from explorer.analysis.architectures import (
@@ -325,3 +328,44 @@ def parallel(
         margin={"l": 80, "r": 80, "t": 110, "b": 90},
     )
     return fig
+
+
+_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
+
+
+def plotly_js() -> str:
+    """The installed plotly.js bundle (minified), to inline once in a page."""
+    from plotly.offline import get_plotlyjs
+
+    return get_plotlyjs()
+
+
+def to_html(fig: go.Figure, div_id: str) -> str:
+    """A figure as a `<div id=div_id>` and its script; plotly.js must be on the page."""
+    return pio.to_html(
+        fig,
+        include_plotlyjs=False,
+        include_mathjax=False,
+        full_html=False,
+        div_id=div_id,
+        config=_PLOTLY_CONFIG,
+        validate=False,
+    )
+
+
+def page(title: str, body: str) -> str:
+    """The report's HTML page around a body: its styles and plotly.js inline."""
+    style = (
+        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
+        "table{border-collapse:collapse;font-size:90%;}"
+        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;}"
+        "img{max-width:100%;}figure{margin:1.5em 0;}"
+        ".hint{color:#555;font-size:90%;}"
+    )
+    # plotly.js once, inline: the page needs no network and no file beside it.
+    return (
+        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
+        f"<title>{html.escape(title)}</title><style>{style}</style>\n"
+        f'<script type="text/javascript">{plotly_js()}</script>\n</head>\n'
+        f"<body>\n{body}\n</body></html>\n"
+    )

@@ -4,8 +4,8 @@
 links the PNG files next to it) and `report.html`, and returns the paths it
 wrote. report.html is one self-contained page that opens from disk with no
 network: the interactive figures of `interactive` and `interactive_curves`
-(`interactive_figures`, each a `<div>` by `to_html`, plotly.js inlined once by
-`plotly_js` from the installed plotly package) and the same PNGs embedded as
+(`interactive_figures`, each a `<div>` by `interactive.to_html`, plotly.js inlined
+once by `interactive.page` from the installed plotly package) and the same PNGs embedded as
 base64 data URIs.
 """
 
@@ -17,7 +17,6 @@ from pathlib import Path
 
 import pandas as pd
 import plotly.graph_objects as go
-import plotly.io as pio
 from matplotlib.figure import Figure
 
 import explorer.analysis.interactive as interactive
@@ -39,7 +38,7 @@ from explorer.analysis.pareto import (
     varied_metaparameters,
 )
 from explorer.analysis.replay import full_curves, replay, size_column
-from explorer.analysis.stats import compare_levels
+from explorer.analysis.stats import comparisons
 from explorer.results import ResultsError
 
 REQUIRED = ("trial_id", "status", "accuracy", "params")
@@ -49,7 +48,6 @@ EXTRA_COLUMNS = ("params", "bytes_f32", "flops", "accuracy")  # in the Pareto ta
 # Computed from the architecture, the same for every seed: no spread to show.
 ANALYTIC = {"params", "bytes_f32", "bytes_int8", "flops"}
 SENSITIVITY = ("accuracy", "bytes_f32")  # the SqueezeNet paper's Figure 3 panels
-MAX_COMPARED_LEVELS = 8  # a metaparameter with more levels is not a study's comparison
 STATUSES = ("ok", "failed", "skipped", "stopped")  # order of the summary's counts
 REPLAY_TITLE = "What early stopping would have saved (replayed on this sweep's curves)"
 REPLAY_HINT = (
@@ -61,7 +59,6 @@ REPLAY_HINT = (
 # The replay's cost grows with trials x orders (MOASHA's ranking with the square of
 # the trials at a rung): a report bounds it.
 MAX_REPLAYED, REPLAY_ORDERS = 400, 10
-_PLOTLY_CONFIG = {"displaylogo": False, "responsive": True}
 
 
 def check_table(df: pd.DataFrame) -> pd.DataFrame:
@@ -259,34 +256,6 @@ def interactive_figures(
     return out
 
 
-def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
-    """Each varied metaparameter's levels against its best: mean ± std, the difference
-    with its 95% bootstrap interval, and the KS statistic of their EDFs (analysis.stats).
-
-    Only metaparameters with at most MAX_COMPARED_LEVELS levels (a study, not a
-    random sample's continuum); the rows of a level are all its trials.
-    """
-    out = []
-    for param in varied_metaparameters(ok):
-        if ok[param].nunique() > MAX_COMPARED_LEVELS or metric not in ok:
-            continue
-        for _, c in compare_levels(ok, param, metric).iterrows():
-            out.append(
-                {
-                    "metaparameter": param,
-                    "level": c[param],
-                    "against": c["against"],
-                    "n": f"{c['n_a']} vs {c['n_b']}",
-                    metric: f"{c['mean_a']:.4f} ± {c['std_a']:.4f} vs "
-                    f"{c['mean_b']:.4f} ± {c['std_b']:.4f}",
-                    "difference [95% CI]": f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, "
-                    f"{c['ci_high']:+.4f}]",
-                    "KS D (p)": f"{c['ks']:.2f} ({c['ks_p']:.3g})",
-                }
-            )
-    return pd.DataFrame(out)
-
-
 def scheduler_replay(
     df: pd.DataFrame, curves: pd.DataFrame | None, objectives: dict[str, Direction]
 ) -> tuple[str, pd.DataFrame | None] | None:
@@ -392,7 +361,7 @@ def write_report(
         "drag to zoom, double-click to reset; the menus choose what is shown.</p>"
     ]
     for name, fig in interactive_figures(df, curves=curves).items():
-        body.append(f'<figure class="interactive">{to_html(fig, f"plot-{name}")}')
+        body.append(f'<figure class="interactive">{interactive.to_html(fig, f"plot-{name}")}')
         body.append("</figure>")
     if len(compared):
         body += ["<h2>Comparisons (each level against the best; bootstrap CI, KS test)</h2>"]
@@ -413,42 +382,5 @@ def write_report(
     body += [f"<h2>Failed, skipped and stopped trials ({len(bad)})</h2>"]
     body += [_html_table(bad) if len(bad) else "<p>None.</p>"]
     written["report.html"] = out / "report.html"
-    written["report.html"].write_text(_page(title, "\n".join(body)), encoding="utf-8")
+    written["report.html"].write_text(interactive.page(title, "\n".join(body)), encoding="utf-8")
     return written
-
-
-def plotly_js() -> str:
-    """The installed plotly.js bundle (minified), to inline once in a page."""
-    from plotly.offline import get_plotlyjs
-
-    return get_plotlyjs()
-
-
-def to_html(fig: go.Figure, div_id: str) -> str:
-    """A figure as a `<div id=div_id>` and its script; plotly.js must be on the page."""
-    return pio.to_html(
-        fig,
-        include_plotlyjs=False,
-        include_mathjax=False,
-        full_html=False,
-        div_id=div_id,
-        config=_PLOTLY_CONFIG,
-        validate=False,
-    )
-
-
-def _page(title: str, body: str) -> str:
-    style = (
-        "body{font-family:sans-serif;max-width:1100px;margin:2em auto;}"
-        "table{border-collapse:collapse;font-size:90%;}"
-        "td,th{border:1px solid #ccc;padding:3px 8px;text-align:right;}"
-        "img{max-width:100%;}figure{margin:1.5em 0;}"
-        ".hint{color:#555;font-size:90%;}"
-    )
-    # plotly.js once, inline: the page needs no network and no file beside it.
-    return (
-        f'<!DOCTYPE html>\n<html><head><meta charset="utf-8">'
-        f"<title>{html.escape(title)}</title><style>{style}</style>\n"
-        f'<script type="text/javascript">{plotly_js()}</script>\n</head>\n'
-        f"<body>\n{body}\n</body></html>\n"
-    )

@@ -16,6 +16,8 @@ import itertools
 import numpy as np
 import pandas as pd
 
+from explorer.analysis.pareto import varied_metaparameters
+
 CONFIDENCE = 0.95
 RESAMPLES = 10_000
 
@@ -136,3 +138,34 @@ def _mean(x: np.ndarray) -> float:
 
 def _std(x: np.ndarray) -> float:
     return float(x.std(ddof=1)) if len(x) > 1 else np.nan
+
+
+MAX_COMPARED_LEVELS = 8  # a metaparameter with more levels is not a study's comparison
+
+
+def comparisons(ok: pd.DataFrame, metric: str = "accuracy") -> pd.DataFrame:
+    """Each varied metaparameter's levels against its best: mean ± std, the difference
+    with its 95% bootstrap interval, and the KS statistic of their EDFs (analysis.stats).
+
+    Only metaparameters with at most MAX_COMPARED_LEVELS levels (a study, not a
+    random sample's continuum); the rows of a level are all its trials.
+    """
+    out = []
+    for param in varied_metaparameters(ok):
+        if ok[param].nunique() > MAX_COMPARED_LEVELS or metric not in ok:
+            continue
+        for _, c in compare_levels(ok, param, metric).iterrows():
+            out.append(
+                {
+                    "metaparameter": param,
+                    "level": c[param],
+                    "against": c["against"],
+                    "n": f"{c['n_a']} vs {c['n_b']}",
+                    metric: f"{c['mean_a']:.4f} ± {c['std_a']:.4f} vs "
+                    f"{c['mean_b']:.4f} ± {c['std_b']:.4f}",
+                    "difference [95% CI]": f"{c['diff']:+.4f} [{c['ci_low']:+.4f}, "
+                    f"{c['ci_high']:+.4f}]",
+                    "KS D (p)": f"{c['ks']:.2f} ({c['ks_p']:.3g})",
+                }
+            )
+    return pd.DataFrame(out)
