@@ -42,6 +42,7 @@ import math
 
 import numpy as np
 
+from explorer import rows
 from explorer.metrics import DIRECTIONS
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
@@ -328,5 +329,4 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
 
 def _say(result: dict | None, why: str) -> None:
     """Put the scheduler's reason in the rows of a trial's result."""
-    for row in (result or {}).get("rows") or []:
-        row["error"] = why
+    rows.explain((result or {}).get("rows") or [], why)

@@ -199,13 +199,50 @@ def compressed(row: dict, done) -> dict:
     }
 
 
-def finished(row: dict, **values) -> dict:
-    """A row as the driver writes it: values (attempts, wall_s, checkpoint,
-    compressed_file...) set, and when and with which versions it was written."""
-    out = {**row, **_known(values)}
+def finished(
+    row: dict,
+    space_name: str,
+    index: int,
+    attempts: int,
+    wall_s: float,
+    earlier_s: float = 0.0,
+    checkpoint: str | None = None,
+    compressed_file: str | None = None,
+) -> dict:
+    """A row as the driver writes it, when and with which versions it was written.
+
+    index: the point's number if the row has none yet (a searcher's points are
+    numbered as their trials start); attempts: how many ran; wall_s: seconds
+    since the first started, taken when the trial retried or reported none;
+    earlier_s: what attempts under earlier drivers took; checkpoint (kept for
+    a finished or stopped row) and compressed_file: paths in the sweep folder.
+    """
+    out = dict(row)
+    if out["point"] < 0:
+        out["point"] = index
+        out["trial_id"] = trial_id(space_name, index, out["seed"])
     out.setdefault("finished_at", pd.Timestamp.now(tz="UTC"))
     out.setdefault("versions", versions())
+    out["attempts"] = max(attempts, 1)
+    if checkpoint is not None and out["status"] in ("ok", "stopped"):
+        out["checkpoint"] = checkpoint
+    if compressed_file is not None:
+        out["compressed_file"] = compressed_file
+    if attempts > 1 or "wall_s" not in out:  # every attempt's time, lost ones too
+        out["wall_s"] = wall_s
+    out["wall_s"] += earlier_s
     return out
+
+
+def stamped(row: dict) -> dict:
+    """A row with when, and with which versions, it was written."""
+    return {**row, "finished_at": pd.Timestamp.now(tz="UTC"), "versions": versions()}
+
+
+def explain(rows: list[dict], why: str) -> None:
+    """Put a scheduler's reason in each row's error, in place (rows of a Tune result)."""
+    for row in rows:
+        row["error"] = why
 
 
 def compress_fields(point: spaces.Point) -> dict:

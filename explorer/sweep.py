@@ -119,8 +119,7 @@ def run(
             n_done = remaining = 0
         for r in skipped:
             if r["trial_id"] not in done:
-                r.update(finished_at=pd.Timestamp.now(tz="UTC"), versions=results.versions())
-                results.write_row(out, r)
+                results.write_row(out, rows.stamped(r))
                 done.add(r["trial_id"])
         # a trial the last driver left running continues from its latest checkpoint
         saved = folder.checkpoint_index(out)
@@ -132,7 +131,7 @@ def run(
             for resume_at in [[saved.get(rows.trial_id(space.name, p.index, s)) for s in g]]
         ]
         if not how.proposes:
-            configs = _start_order(space, configs, todo_pts, done)
+            configs = in_start_order(space, configs, todo_pts, done)
         print(
             f"sweep {space.name}: {total} rows ({space.search.method}, {space.search.seeds} "
             f"seed(s) per point), {len(done)} already done, into {out}",
@@ -153,7 +152,7 @@ def run(
     return table
 
 
-def _start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> list[dict]:
+def in_start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> list[dict]:
     """The configs in the order the space's scheduler starts them: the Pareto-aware one
     spreads them over their known sizes (pareto_scheduler.start_order), the points
     already trained counting as started; any other keeps the space's order."""

@@ -14,7 +14,6 @@ import sys
 import time
 from pathlib import Path
 
-import pandas as pd
 from ray import tune
 
 from explorer import results, rows, sweep_folder
@@ -48,24 +47,24 @@ class RowWriter(tune.Callback):
             self.indices[trial.trial_id] = self.next_index
             self.next_index += 1
 
-    def _write(self, ended: list[dict], trial, errored: bool = False) -> None:
+    def _write(self, ended: list[dict], trial, errored: bool = False, kept=None) -> None:
+        """Each seed's row to rows/<trial_id>.parquet; kept: seed -> its compressed file."""
         # A worker that died counts as a failure; its retry is another attempt.
         attempts = trial.num_failures + (0 if errored else 1)
         elapsed = time.time() - self.first_start.get(trial.trial_id, time.time())
-        for r in ended:
-            if r["point"] < 0:
-                r["point"] = self.indices.get(trial.trial_id, self.next_index)
-                r["trial_id"] = rows.trial_id(self.space.name, r["point"], r["seed"])
-            r.setdefault("finished_at", now())
-            r.setdefault("versions", results.versions())
-            r["attempts"] = max(attempts, 1)
-            if trial.checkpoint is not None and r["status"] in ("ok", "stopped"):
-                r["checkpoint"] = _within(
-                    self.out, Path(trial.checkpoint.path) / f"seed{r['seed']}"
-                )
-            if attempts > 1 or "wall_s" not in r:  # every attempt's time, lost ones too
-                r["wall_s"] = elapsed
-            r["wall_s"] += self.earlier_s.get((trial.trial_id, r["seed"]), 0.0)
+        for before in ended:
+            seed = before["seed"]
+            ckpt = trial.checkpoint
+            r = rows.finished(
+                before,
+                self.space.name,
+                self.indices.get(trial.trial_id, self.next_index),
+                attempts,
+                elapsed,
+                self.earlier_s.get((trial.trial_id, seed), 0.0),
+                None if ckpt is None else _within(self.out, Path(ckpt.path) / f"seed{seed}"),
+                (kept or {}).get(seed),
+            )
             try:
                 results.write_row(self.out, r)
             except OSError as e:
@@ -82,8 +81,9 @@ class RowWriter(tune.Callback):
                 if better:
                     self.best = (value, r["trial_id"])
 
-    def _keep_files(self, ended: list[dict], trial, files: dict) -> None:
-        """Each seed's compressed network into compressed/<trial_id>.sqz (its row says so)."""
+    def _keep_files(self, ended: list[dict], trial, files: dict) -> dict:
+        """Each seed's compressed network into compressed/<trial_id>.sqz; seed -> its path."""
+        kept = {}
         for r in ended:
             blob = files.get(str(r["seed"]))
             if blob is None:
@@ -99,7 +99,8 @@ class RowWriter(tune.Callback):
             except OSError as e:
                 self.write_error = self.write_error or f"{path}: {e.strerror or e}"
                 continue
-            r["compressed_file"] = _within(self.out, path)
+            kept[r["seed"]] = _within(self.out, path)
+        return kept
 
     def on_trial_result(self, iteration, trials, trial, result, **info):
         """Each epoch's metrics, per seed, to curves/<trial_id>.parquet as they come."""
@@ -136,8 +137,8 @@ class RowWriter(tune.Callback):
         ended = (trial.last_result or {}).get("rows")
         if not ended:
             ended = self._rows_for(trial, "failed", "trial ended without reporting a result")
-        self._keep_files(ended, trial, (trial.last_result or {}).get("files") or {})
-        self._write(ended, trial)
+        kept = self._keep_files(ended, trial, (trial.last_result or {}).get("files") or {})
+        self._write(ended, trial, kept=kept)
         self._progress(trials, trial)
 
     def on_trial_error(self, iteration, trials, trial, **info):
@@ -147,7 +148,7 @@ class RowWriter(tune.Callback):
     def _rows_for(self, trial, status: str, error: str) -> list[dict]:
         last = (trial.last_result or {}).get("rows")
         if last:  # it got some epochs done before dying
-            return [{**r, "status": status, "error": error} for r in last]
+            return rows.ended(last, status, error)
         point, seeds = spaces.point_from_config(self.space, trial.config)
         return rows.ended_rows(self.space, point, seeds, status, error)
 
@@ -190,10 +191,6 @@ def _within(out: Path, folder: Path) -> str:
         return str(folder.relative_to(out))
     except ValueError:
         return str(folder)
-
-
-def now() -> pd.Timestamp:
-    return pd.Timestamp.now(tz="UTC")
 
 
 def _duration(s: float) -> str:

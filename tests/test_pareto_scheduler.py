@@ -201,15 +201,15 @@ def test_a_sweep_starts_one_seed_of_every_point_spread_over_sizes(tiny_space):
     params = {p.index: rows.known_objectives(p)["params"] for p in pts}
     small, large = min(params, key=params.get), max(params, key=params.get)
     configs = [{"index": p.index, "seeds": g} for p in pts for g in sweep.seed_groups(space)]
-    order = [(c["index"], c["seeds"]) for c in sweep._start_order(space, configs, pts, set())]
+    order = [(c["index"], c["seeds"]) for c in sweep.in_start_order(space, configs, pts, set())]
     assert order[:2] == [(small, [0]), (large, [0])]
     assert {i for i, _ in order[:4]} == set(params) and all(s == [1] for _, s in order[4:])
     # resumed with the two ends trained: the points between them start first
     done = {rows.trial_id("spread", i, s) for i in (small, large) for s in (0, 1)}
     left = [c for c in configs if c["index"] not in (small, large)]
-    again = [c["index"] for c in sweep._start_order(space, left, pts, done)]
+    again = [c["index"] for c in sweep.in_start_order(space, left, pts, done)]
     assert set(again[:2]) == set(params) - {small, large}
     # a sweep without the Pareto-aware scheduler keeps the space's order
     plain = spaces.load(tiny_space("plain", base_e="{values: [8, 64, 16, 32]}"))
-    kept = sweep._start_order(plain, configs, spaces.points(plain), set())
+    kept = sweep.in_start_order(plain, configs, spaces.points(plain), set())
     assert kept == configs

@@ -22,7 +22,10 @@ ADDED_BY_THE_SWEEP = {
     "versions",
     "attempts",
     "checkpoint",
-    "latency_ort_b1_ms",
+    "latency_ort_b1_ms",  # ONNX Runtime's figures, when the space asks for them
+    "bytes_int8_onnx",
+    "int8_onnx_accuracy",
+    "latency_ort_int8_b1_ms",
     "bytes_compressed",  # Deep Compression's outcome, and its file
     "compressed_accuracy",
     "compressed_file",
@@ -149,3 +152,23 @@ def test_the_time_of_every_attempt_in_a_curve_adds_up():
     assert results.attempt_seconds(points[1:3]) == 8.0  # one attempt
     assert results.attempt_seconds([]) == 0.0
     assert results.attempt_seconds([{"epoch": 1, "wall_s": float("nan")}]) == 0.0
+
+
+def test_the_driver_finishes_a_row_in_rows_alone():
+    space = spaces.load(SPACES / "quickstart.yaml")
+    proposed = rows.base_row(space, spaces.points(space)[0], 1) | {"point": -1, "status": "ok"}
+    r = rows.finished(proposed, space.name, 7, attempts=0, wall_s=3.0, checkpoint="ckpt/seed1")
+    assert (r["point"], r["trial_id"]) == (7, rows.trial_id(space.name, 7, 1))
+    assert (r["attempts"], r["wall_s"], r["checkpoint"]) == (1, 3.0, "ckpt/seed1")
+    assert {"finished_at", "versions"} <= set(r) and proposed["point"] == -1  # a copy
+    # a retried trial counts every attempt's time, those under earlier drivers too
+    again = rows.finished(r | {"wall_s": 1.0}, space.name, 9, 2, 5.0, earlier_s=4.0)
+    assert (again["point"], again["attempts"], again["wall_s"]) == (7, 2, 9.0)
+    failed = rows.finished(r | {"status": "failed"}, space.name, 7, 1, 2.0, checkpoint="c")
+    assert failed["checkpoint"] == "ckpt/seed1"  # a failed row keeps no new checkpoint
+    assert "compressed_file" not in failed
+    kept = rows.finished(r, space.name, 7, 1, 2.0, compressed_file="f.sqz")
+    assert (kept["compressed_file"], kept["wall_s"]) == ("f.sqz", 3.0)
+    said = [dict(r)]
+    rows.explain(said, "paused")
+    assert said[0]["error"] == "paused"
