@@ -1,14 +1,19 @@
 #!/usr/bin/env bash
 # experiments/time_to_front/live.yaml on a two-node Ray cluster bound to loopback
-# (one CPU a node), then its report. Resumable: run it again to go on.
+# (127.0.0.2 and 127.0.0.3, one CPU each), then its report. Resumable: run it again
+# to go on. Stops only this cluster's processes (`ray stop` would stop every Ray here).
 # Usage: experiments/time_to_front/live.sh
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-export RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0 RAY_AUTH_MODE=disabled
+export RAY_AUTH_MODE=disabled   # a node joining later is refused a token otherwise
+unset RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER   # it pins one node to 127.0.0.1; here each has its own
+port=6391
 ray=.venv/bin/ray
-$ray start --head --node-ip-address=127.0.0.2 --port=6391 --num-cpus=1 \
+stop() { pkill -f -- "--gcs_server_port=$port" || true; pkill -f -- "127.0.0.2:$port" || true; }
+trap stop EXIT
+$ray start --head --node-ip-address=127.0.0.2 --port=$port --num-cpus=1 \
   --include-dashboard=false --disable-usage-stats >/dev/null
-trap '$ray stop >/dev/null 2>&1 || true' EXIT
-$ray start --address=127.0.0.2:6391 --node-ip-address=127.0.0.3 --num-cpus=1 >/dev/null
-.venv/bin/explorer sweep experiments/time_to_front/live.yaml --address 127.0.0.2:6391 \
+$ray start --address=127.0.0.2:$port --node-ip-address=127.0.0.3 --num-cpus=1 \
+  --disable-usage-stats >/dev/null
+.venv/bin/explorer sweep experiments/time_to_front/live.yaml --address 127.0.0.2:$port \
   --output experiments/time_to_front/live --resume --report
