@@ -234,6 +234,11 @@ def finished(
     return out
 
 
+def weights_dropped(row: dict) -> dict:
+    """A row whose checkpoint was deleted (search.keep_weights)."""
+    return {**row, "checkpoint": ""}
+
+
 def stamped(row: dict) -> dict:
     """A row with when, and with which versions, it was written."""
     return {**row, "finished_at": pd.Timestamp.now(tz="UTC"), "versions": versions()}

@@ -302,11 +302,11 @@ def _keep_weights(space: spaces.Space, table: pd.DataFrame, out: Path) -> pd.Dat
 
         ok = table[(table["status"] == "ok") & kept]
         keep[ok.index] = pareto_mask(ok, dict(space.objectives))
-    for i in table.index[kept & ~keep]:
+    dropped = table.index[kept & ~keep]
+    for i in dropped:
         shutil.rmtree(out / table.at[i, "checkpoint"], ignore_errors=True)
-        table.at[i, "checkpoint"] = ""
-        results.write_row(out, table.loc[i].to_dict())
-    return table
+        results.write_row(out, rows.weights_dropped(table.loc[i].to_dict()))
+    return results.load(out) if len(dropped) else table
 
 
 def _reachable(address: str, node_ip_address: str | None) -> str | None:
