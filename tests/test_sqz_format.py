@@ -21,6 +21,7 @@ FILES = Path(__file__).resolve().parents[1] / "experiments" / "deep_compression"
 SQUEEZENET = FILES / "files" / "squeezenet1_1-sp50-b4-r6.sqz"
 FRONT = FILES / "front" / "broad_fire-p0003-s0-sp70-b4.sqz"
 LARGEST = FILES / "files" / "squeezenet1_1-sp33-b8.sqz"  # the most coded bits
+PER_LAYER = FILES / "files" / "squeezenet1_1-sp85-b4-3x2-pl.sqz"  # 25.6x, layers 0-95% pruned
 
 
 # ---------------------------------------------------------------- the decoder
@@ -140,7 +141,7 @@ def _same(ours: dict, theirs: dict) -> None:
         assert np.array_equal(ours[p].view(np.uint32), np.asarray(a, np.float32).view(np.uint32))
 
 
-@pytest.mark.parametrize("path", [FRONT, SQUEEZENET], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [FRONT, SQUEEZENET, PER_LAYER], ids=lambda p: p.stem)
 def test_decodes_a_committed_file_as_sqzfile_does(path):
     from explorer import sqzfile
 
