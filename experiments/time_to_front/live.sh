@@ -9,7 +9,12 @@ export RAY_AUTH_MODE=disabled   # a node joining later is refused a token otherw
 unset RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER   # it pins one node to 127.0.0.1; here each has its own
 port=6391
 ray=.venv/bin/ray
-stop() { pkill -f -- "--gcs_server_port=$port" || true; pkill -f -- "127.0.0.2:$port" || true; }
+ours() { pgrep -f -- "--gcs_server_port=$port|127.0.0.2:$port" >/dev/null; }
+stop() {  # TERM, then KILL what is left after 10 s (the GCS server outlives a TERM)
+  pkill -f -- "--gcs_server_port=$port|127.0.0.2:$port" || true
+  for _ in $(seq 50); do ours || return 0; sleep 0.2; done
+  pkill -KILL -f -- "--gcs_server_port=$port|127.0.0.2:$port" || true
+}
 trap stop EXIT
 $ray start --head --node-ip-address=127.0.0.2 --port=$port --num-cpus=1 \
   --include-dashboard=false --disable-usage-stats >/dev/null
