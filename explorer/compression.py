@@ -35,6 +35,7 @@ import numpy as np
 
 from explorer import architecture as arch
 from explorer import pruning, sqzfile
+from explorer.pruning import apply_masks, prune_masks  # the pruning step, as callers know it
 from explorer.recipe import Compression, Recipe
 from explorer.sqzfile import flat, unflat
 
@@ -46,28 +47,6 @@ def kernels(params) -> dict[str, np.ndarray]:
 
 
 # ---------------------------------------------------------------- 1. prune
-def prune_masks(params, sparsity: float | dict[str, float]) -> dict:
-    """Per kernel, a mask keeping all but the round(rate * size) smallest magnitudes.
-
-    sparsity: one rate for every kernel, or a rate per kernel path (those not
-    named keep every weight; explorer.pruning chooses them). Exactly that many
-    are pruned (ties broken by position), so a layer has its rate to the
-    weight; biases are never pruned (a tree of the params' structure, True
-    where a weight is kept; biases all True).
-    """
-    rate = sparsity.get if isinstance(sparsity, dict) else (lambda _p, _d: sparsity)
-    masks = {}
-    for path, a in flat(params).items():
-        keep = np.ones(a.shape, bool)
-        r = rate(path, 0.0) if path.endswith("/kernel") else 0.0
-        if r > 0:
-            drop = int(round(r * a.size))
-            order = np.argsort(np.abs(a).ravel(), kind="stable")
-            keep.ravel()[order[:drop]] = False
-        masks[path] = keep
-    return unflat(masks)
-
-
 def masked(masks) -> Callable:
     """An optimiser wrapper whose updates are zero where the mask prunes (optax)."""
     import jax
@@ -293,8 +272,15 @@ def layer_rates(spec, recipe, data, params, how: Compression, scanned=None, sett
     if not how.per_layer or not how.sparsity:
         return pruning.uniform(params, how.sparsity)
     if scanned is None:
-        scanned = pruning.scan(spec, recipe, data, params, settings=settings)
+        scanned = sensitivity(spec, recipe, data, params, settings)
     return pruning.allocate(scanned, how.sparsity)
+
+
+def sensitivity(spec, recipe, data, params, settings=None, on_layer=None, **grid) -> dict:
+    """pruning.scan of a network on its held-back training images (grid: grid=, images=)."""
+    images = grid.pop("images", pruning.SCAN_IMAGES)
+    top1 = evaluator(spec, recipe, pruning.held_back(data, images), settings)
+    return pruning.scan(params, top1, on_layer=on_layer, images=images, **grid)
 
 
 def _trained(plan, recipe: Recipe, data, seed: int, settings, trainable):
@@ -320,14 +306,6 @@ def _tuning(recipe: Recipe, how: Compression) -> Callable[[int, float], Recipe]:
         )
 
     return tuned
-
-
-def apply_masks(params, masks):
-    """The parameters with their pruned weights (mask False) set to zero, as float32."""
-    leaves, keep = flat(params), flat(masks)
-    return unflat(
-        {p: np.where(keep[p], a, np.float32(0)).astype(np.float32) for p, a in leaves.items()}
-    )
 
 
 def _to_numpy(tree):

@@ -344,7 +344,7 @@ def compress_checkpoint(
 
 
 def _scan(path, folder, spec, recipe, data, params, settings, on_stage):
-    from explorer import pruning, sqzfile
+    from explorer import compression, sqzfile
 
     if path is not None and Path(path).is_file():
         scanned = json.loads(Path(path).read_text())
@@ -357,7 +357,7 @@ def _scan(path, folder, spec, recipe, data, params, settings, on_stage):
             worst = min(accs.values())
             on_stage(f"scan {layer} at {float(max(accs, key=float)):.0%}", worst)
 
-    scanned = pruning.scan(spec, recipe, data, params, settings=settings, on_layer=each)
+    scanned = compression.sensitivity(spec, recipe, data, params, settings, on_layer=each)
     scanned["source"] = str(folder)
     if path is not None:
         Path(path).write_text(json.dumps(scanned, indent=1) + "\n")

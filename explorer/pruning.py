@@ -26,40 +26,68 @@ import dataclasses
 
 import numpy as np
 
-from explorer.sqzfile import flat
+from explorer.sqzfile import flat, unflat
 
 GRID = (0.3, 0.5, 0.6, 0.7, 0.8, 0.85, 0.9, 0.95)
 SCAN_IMAGES = 2000  # held-back training images the scan measures on
 
 
-def scan(spec, recipe, data, params, grid=GRID, images: int = SCAN_IMAGES, settings=None,
-         on_layer=None) -> dict:  # fmt: skip
+def held_back(data, images: int = SCAN_IMAGES):
+    """The data set with its last `images` training images as the images measured on."""
+    return dataclasses.replace(data, x_test=data.x_train[-images:], y_test=data.y_train[-images:])
+
+
+def scan(params, top1, grid=GRID, images: int = SCAN_IMAGES, on_layer=None) -> dict:
     """{'base': top-1 unpruned, 'images': n, 'grid': rates, 'layers': {path: layer}}.
 
     A layer is {'size': its weights, 'top1': {str(rate): top-1 with it pruned so}}
-    (string keys, as JSON has them).
-
-    Measured on the last `images` training images (the test set stays unseen).
+    (string keys, as JSON has them). top1(params): accuracy on the `images`
+    held-back training images (`held_back`; the test set stays unseen).
     on_layer(path, {rate: top-1}) is called after each layer.
     """
-    from explorer import compression
-
-    held = dataclasses.replace(data, x_test=data.x_train[-images:], y_test=data.y_train[-images:])
-    leaves = flat(params)
-    top1 = compression.evaluator(spec, recipe, held, settings)
     base = top1(params)
     layers = {}
-    for path, kernel in leaves.items():
+    for path, kernel in flat(params).items():
         if not path.endswith("/kernel"):
             continue
         accs = {}
         for rate in grid:
-            masks = compression.prune_masks(params, {path: rate})
-            accs[str(float(rate))] = top1(compression.apply_masks(params, masks))
+            masks = prune_masks(params, {path: rate})
+            accs[str(float(rate))] = top1(apply_masks(params, masks))
         layers[path] = {"size": int(kernel.size), "top1": accs}
         if on_layer:
             on_layer(path, accs)
     return {"base": base, "images": images, "grid": [float(r) for r in grid], "layers": layers}
+
+
+def prune_masks(params, sparsity: float | dict[str, float]) -> dict:
+    """Per kernel, a mask keeping all but the round(rate * size) smallest magnitudes.
+
+    sparsity: one rate for every kernel, or a rate per kernel path (those not
+    named keep every weight; explorer.pruning chooses them). Exactly that many
+    are pruned (ties broken by position), so a layer has its rate to the
+    weight; biases are never pruned (a tree of the params' structure, True
+    where a weight is kept; biases all True).
+    """
+    rate = sparsity.get if isinstance(sparsity, dict) else (lambda _p, _d: sparsity)
+    masks = {}
+    for path, a in flat(params).items():
+        keep = np.ones(a.shape, bool)
+        r = rate(path, 0.0) if path.endswith("/kernel") else 0.0
+        if r > 0:
+            drop = int(round(r * a.size))
+            order = np.argsort(np.abs(a).ravel(), kind="stable")
+            keep.ravel()[order[:drop]] = False
+        masks[path] = keep
+    return unflat(masks)
+
+
+def apply_masks(params, masks):
+    """The parameters with their pruned weights (mask False) set to zero, as float32."""
+    leaves, keep = flat(params), flat(masks)
+    return unflat(
+        {p: np.where(keep[p], a, np.float32(0)).astype(np.float32) for p, a in leaves.items()}
+    )
 
 
 def allocate(scanned: dict, target: float, slack: float = 0.001) -> dict[str, float]:

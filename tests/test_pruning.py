@@ -88,7 +88,7 @@ def scanned(trained):
     data = datasets.load(meta["dataset"], train_size=meta["train_size"], test_size=256)
     recipe = Recipe.model_validate_json(meta["recipe"])
     spec = checkpoints.spec_of(meta)
-    got = pruning.scan(spec, recipe, data, net, grid=(0.5, 0.95), images=512)
+    got = compression.sensitivity(spec, recipe, data, net, grid=(0.5, 0.95), images=512)
     return {**got, "source": str(trained["folder"])}, (spec, recipe, data, net)
 
 
