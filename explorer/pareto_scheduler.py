@@ -42,7 +42,6 @@ import math
 
 import numpy as np
 
-from explorer import rows
 from explorer.metrics import DIRECTIONS
 
 CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
@@ -51,6 +50,8 @@ CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 # reports its accuracy before compression in its place, which compression seldom
 # beats (an optimistic stand-in; docs/compression.md).
 LEARNED = ("accuracy", "compressed_accuracy", "int8_accuracy", "top5")
+
+REASON = "scheduler_reason"  # the result key that says why a trial was paused or stopped
 
 
 def rungs(max_t: int, grace: int = 1, eta: int = 3) -> list[int]:
@@ -328,5 +329,7 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
 
 
 def _say(result: dict | None, why: str) -> None:
-    """Put the scheduler's reason in the rows of a trial's result."""
-    rows.explain((result or {}).get("rows") or [], why)
+    """Leave the scheduler's reason in a trial's result; the row writer puts it in the
+    trial's rows (explorer.sweep_rows)."""
+    if result is not None:
+        result[REASON] = why

@@ -127,6 +127,9 @@ def malloc_kept(environ: Mapping[str, str] | None = None) -> bool:
 KEEP_TUNABLES = (("arena_max", 1), ("mmap_max", 0), ("trim_threshold", 2**31 - 1))
 
 
+REUSE_WAIT_S = 3600  # longer than any epoch: a thread that never reports would hang anyway
+
+
 def worker_env(settings: Settings) -> dict[str, str]:
     """Environment of a sweep's worker processes: these settings, and malloc's from start.
 
@@ -134,7 +137,13 @@ def worker_env(settings: Settings) -> dict[str, str]:
     trial runs, so the malloc settings go in as glibc tunables, read when the
     process starts.
     """
-    env = {"XLA_PYTHON_CLIENT_PREALLOCATE": "false", **settings.to_env()}  # trials may share a GPU
+    env = {
+        "XLA_PYTHON_CLIENT_PREALLOCATE": "false",  # trials may share a GPU
+        # A reused worker waits for the trial stopped on it to reach its next report
+        # (the end of an epoch); Tune's default of 2 s failed a trial (docs/design.md, Settings).
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": str(REUSE_WAIT_S),
+        **settings.to_env(),
+    }
     if settings.malloc == "keep":
         keep = ":".join(f"glibc.malloc.{name}={value}" for name, value in KEEP_TUNABLES)
         prior = os.environ.get("GLIBC_TUNABLES")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ray import tune
 
-from explorer import results, rows, sweep_folder
+from explorer import pareto_scheduler, results, rows, sweep_folder
 from explorer import space as spaces
 
 
@@ -134,7 +134,10 @@ class RowWriter(tune.Callback):
                 self.write_error = self.write_error or f"checkpoints.json: {e.strerror or e}"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        ended = (trial.last_result or {}).get("rows")
+        last = trial.last_result or {}
+        ended = last.get("rows")
+        if ended and last.get(pareto_scheduler.REASON):
+            rows.explain(ended, last[pareto_scheduler.REASON])
         if not ended:
             ended = self._rows_for(trial, "failed", "trial ended without reporting a result")
         kept = self._keep_files(ended, trial, (trial.last_result or {}).get("files") or {})

@@ -61,6 +61,7 @@ def test_worker_env_carries_the_settings_and_malloc(monkeypatch):
     env = settings.worker_env(Settings())
     assert env == {
         "XLA_PYTHON_CLIENT_PREALLOCATE": "false",
+        "TUNE_FUNCTION_THREAD_TIMEOUT_S": "3600",  # a reused worker outwaits an epoch
         "GLIBC_TUNABLES": "glibc.malloc.arena_max=1:glibc.malloc.mmap_max=0:"
         "glibc.malloc.trim_threshold=2147483647",
     }
