@@ -76,8 +76,11 @@ class SearchConfig(Section):
 
     method: str = "grid"  # an entry of explorer.search.METHODS
     seeds: int = Field(1, ge=1)
+    # the training seeds are first_seed .. first_seed + seeds - 1: more seeds for
+    # points already trained go in a sweep of their own, with rows of their own
+    first_seed: int = Field(0, ge=0)
     num_samples: int = Field(8, ge=1)  # sampled methods: points to draw
-    seed: int = 0  # sampling seed; training seeds are 0..seeds-1
+    seed: int = 0  # sampling seed
     scheduler: str = "none"  # an entry of explorer.search.SCHEDULERS
     max_failures: int = Field(1, ge=0)  # retries of a trial whose worker died
     # Weights and optimiser state every N epochs (0: never), so a trial whose worker
@@ -96,6 +99,10 @@ class SearchConfig(Section):
     # keeps the cores busy, one program was slower than separate trials
     # (benchmarks/fill_machine.py: 0.90x against 1.12x for two one-CPU trials).
     vmap_seeds: bool | None = None
+
+    @property
+    def training_seeds(self) -> list[int]:
+        return list(range(self.first_seed, self.first_seed + self.seeds))
 
     @field_validator("method")
     @classmethod

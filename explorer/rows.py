@@ -314,7 +314,7 @@ def skipped_rows(space: spaces.Space, pts: list[spaces.Point]) -> tuple[list, li
     for p in pts:
         why = constraint_violations(space, p)
         if why:
-            out += ended_rows(space, p, list(range(space.search.seeds)), "skipped", why)
+            out += ended_rows(space, p, space.search.training_seeds, "skipped", why)
         else:
             keep.append(p)
     return keep, out

@@ -349,6 +349,6 @@ def point_from_config(space: Space, config: dict) -> tuple[Point, list[int]]:
     config = config.get("cfg", config)
     if "index" in config:
         point = make_point(space, config["index"], config["values"])
-        return point, list(config.get("seeds", range(space.search.seeds)))
+        return point, list(config.get("seeds", space.search.training_seeds))
     values = {k: config[k] for k in space.domains}
-    return make_point(space, -1, values), list(range(space.search.seeds))
+    return make_point(space, -1, values), space.search.training_seeds

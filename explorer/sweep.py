@@ -55,7 +55,7 @@ def default_output(space: spaces.Space) -> Path:
 # ---------------------------------------------------------------- planning
 def seed_groups(space: spaces.Space) -> list[list[int]]:
     """Seeds trained together in one trial: all of them, or one each."""
-    seeds = list(range(space.search.seeds))
+    seeds = space.search.training_seeds
     vmap = space.search.vmap_seeds
     if vmap is None:  # auto: vmapped seeds pay off on accelerators, not on CPU
         vmap = space.resources.gpus_per_trial > 0
@@ -162,7 +162,7 @@ def in_start_order(space: spaces.Space, configs: list[dict], pts, done: set) -> 
     seen = [
         sizes[p.index]
         for p in pts
-        if any(rows.trial_id(space.name, p.index, s) in done for s in range(space.search.seeds))
+        if any(rows.trial_id(space.name, p.index, s) in done for s in space.search.training_seeds)
     ]
     known = [sizes[c["index"]] for c in configs]
     order = start_order(dict(space.objectives), known, seen)

@@ -123,7 +123,7 @@ def done_rows(
     networks = {
         rowmod.trial_id(space.name, p.index, seed): p
         for p in points
-        for seed in range(space.search.seeds)
+        for seed in space.search.training_seeds
     }
     done = set()
     for f in sorted(rows.glob("*.parquet")):

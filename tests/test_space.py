@@ -195,6 +195,8 @@ def test_the_console_script_exits_2_without_a_traceback(write_space):
         ("{seeds: 3}", "{gpus_per_trial: 0.25}", [[0, 1, 2]]),  # GPU: vmapped
         ("{seeds: 3, vmap_seeds: true}", "{cpus_per_trial: 1}", [[0, 1, 2]]),
         ("{seeds: 2, vmap_seeds: false}", "{gpus_per_trial: 1}", [[0], [1]]),
+        ("{seeds: 2, first_seed: 1}", "{cpus_per_trial: 1}", [[1], [2]]),  # more seeds later
+        ("{seeds: 2, first_seed: 3, vmap_seeds: true}", "{cpus_per_trial: 1}", [[3, 4]]),
     ],
 )
 def test_seeds_per_trial_follow_the_device_unless_set(write_space, search, resources, groups):
