@@ -18,6 +18,8 @@ and without its model of accuracy (ehvi_no_model: every candidate believed at th
 mean of what has been seen, so only sizes steer it). `--part K/N` replays the
 K-th of N equal parts of the pool (in point order: each part is its own random
 draw of the space), to check a figure on data it was not tuned on.
+`--training-seed K` replays the curves of training seed K (a sweep with
+`search.first_seed`), to check a figure on other curves of the same networks.
 `--subspaces S` also replays S random subsets of `--architectures`
 architectures (a few seeds each) and prints how the ratio of each method's
 compute to 95% to random search's varies across them.
@@ -53,6 +55,7 @@ def main() -> None:
     ap.add_argument("--methods", default=",".join(ALL))
     ap.add_argument("--ablations", action="store_true", help="also ehvi without each part")
     ap.add_argument("--part", default="1/1", help="K/N: the K-th of N parts of the pool")
+    ap.add_argument("--training-seed", type=int, default=0, help="whose curves to replay")
     ap.add_argument("--subspaces", type=int, default=0)
     ap.add_argument("--architectures", type=int, default=60)
     args = ap.parse_args()
@@ -68,7 +71,8 @@ def main() -> None:
         sys.exit(2)
     try:
         space = spaces.load(folder / "space.yaml")
-        pool = sr.load_pool(results.load(folder), results.load_curves(folder), space, args.size)
+        rows, curves = results.load(folder), results.load_curves(folder)
+        pool = sr.load_pool(rows, curves, space, args.size, seed=args.training_seed)
         trials = pool.trials
         pool = pool.subset(np.array_split(np.array(trials), n)[k - 1])
         for m in methods:
@@ -78,7 +82,8 @@ def main() -> None:
         sys.exit(2)
     ref, front = sr.truth(pool)
     print(
-        f"{args.sweep} part {args.part}: {len(pool.trials)} architectures x "
+        f"{args.sweep} part {args.part}, training seed {args.training_seed}: "
+        f"{len(pool.trials)} architectures x "
         f"{pool.data.budget} epochs, true front {len(front)}, reference accuracy "
         f"{-ref.point[0]:.4f} and {args.size} {ref.point[1]:.0f}; {args.seeds} seeds, "
         f"{args.workers} workers"

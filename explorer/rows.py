@@ -257,7 +257,7 @@ def compress_fields(point: spaces.Point) -> dict:
     return {"sparsity": point.compress.sparsity, "bits": point.compress.bits}
 
 
-def bytes_compressed_known(point: spaces.Point) -> float:
+def bytes_compressed_known(point: spaces.Point, plan: arch.Plan | None = None) -> float:
     """The compressed size a scheduler may take as known before training (optimistic).
 
     Huffman coding of the indices gains what the trained weights allow; the
@@ -269,16 +269,17 @@ def bytes_compressed_known(point: spaces.Point) -> float:
         return math.nan
     c = point.compress
     return complexity.bytes_compressed_estimate(
-        arch.plan(point.arch), c.sparsity, c.bits, index_gain=0.8
+        plan or arch.plan(point.arch), c.sparsity, c.bits, index_gain=0.8
     )
 
 
 def known_objectives(point: spaces.Point) -> dict:
     """The objectives known before training: the sizes, and the compressed size's
     optimistic estimate (NaN when the point is not compressed)."""
+    plan = arch.plan(point.arch)
     return {
-        **complexity.summary(arch.plan(point.arch)),
-        "bytes_compressed": bytes_compressed_known(point),
+        **complexity.summary(plan),
+        "bytes_compressed": bytes_compressed_known(point, plan),
     }
 
 
@@ -294,9 +295,10 @@ def candidates(space: spaces.Space) -> list[tuple[spaces.Point, dict]]:
     constraints, each with its objectives known before training (planned once)."""
     out = []
     for p in spaces.candidates(space):
-        summary = complexity.summary(arch.plan(p.arch))
+        plan = arch.plan(p.arch)
+        summary = complexity.summary(plan)
         if not space.constraints.violations(summary):
-            out.append((p, {**summary, "bytes_compressed": bytes_compressed_known(p)}))
+            out.append((p, {**summary, "bytes_compressed": bytes_compressed_known(p, plan)}))
     return out
 
 

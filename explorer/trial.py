@@ -71,7 +71,7 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
             # ends trials at the budget (ASHA) would otherwise end this one here
             break
         report = {"epoch": m["epoch"], "done": False, "rows": rowlib.stopped(rows, m, host)}
-        tune.report({**report, "curve": curve, **_means(point, rows[0], m)},
+        tune.report({**report, "curve": curve, **_means(point, plan, rows[0], m)},
                     checkpoint=keeper.take())  # fmt: skip
 
     measured = train.measure_costs(run)
@@ -90,14 +90,14 @@ def trainable(config: dict, space: spaces.Space, settings: Settings) -> None:
     keeper.close()
 
 
-def _means(point: spaces.Point, row: dict, m: dict) -> dict:
+def _means(point: spaces.Point, plan: arch.Plan, row: dict, m: dict) -> dict:
     """Every metric a searcher or scheduler may ask for after an epoch, mean over the
     seeds; those unknown until the end: NaN (or an optimistic stand-in)."""
     means = {k: row.get(k, math.nan) for k in OBJECTIVES}
     means.update({k: mean(m[k]) for k in rowlib.EPOCH_METRICS})
     if point.compress is not None:  # optimistic stand-ins until compressed (see rows)
         means.update(
-            bytes_compressed=rowlib.bytes_compressed_known(point),
+            bytes_compressed=rowlib.bytes_compressed_known(point, plan),
             compressed_accuracy=means["accuracy"],
         )
     return means

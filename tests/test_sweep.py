@@ -184,7 +184,7 @@ def test_failing_trials_become_rows_and_a_killed_worker_resumes(ray_cluster, tin
         base_e=8,
         epochs=2,
         extra="  batch_size: {values: [64, 1024]}\n  eval_batch_size: {values: [256, 128]}",
-        search="{method: grid, seeds: 1, max_failures: 1}",
+        search="{method: grid, seeds: 1, max_failures: 1, onnx_latency: true}",
     )
     out = tmp_path / "sweep"
     proc = explorer(
