@@ -66,7 +66,9 @@ SCHEMA: dict[str, tuple[str, str]] = {
     "bytes_int8": ("Int64", "model size, int8 per-channel weights, bytes"),
     "flops": ("Int64", "forward FLOPs per image (2 x MACs, no padding taps)"),
     # Deep Compression (explorer.compression), when the space asks for it
-    "sparsity": ("float64", "fraction of every kernel pruned"),
+    "sparsity": ("float64", "fraction of every kernel pruned (overall, with per_layer)"),
+    "per_layer": ("boolean", "each layer pruned at its own rate, from a sensitivity scan"),
+    "rounds": ("Int64", "prune-retrain rounds reaching the sparsity"),
     "bits": ("Int64", "bits per shared-weight index (2^bits per layer); 0: float32 values"),
     "bytes_compressed": ("Int64", "the compressed file's size on disk, bytes"),
     "compressed_accuracy": ("float64", "test top-1 of the network decoded from that file"),

@@ -254,7 +254,8 @@ def compress_fields(point: spaces.Point) -> dict:
     """Deep Compression's settings columns (none when the point is not compressed)."""
     if point.compress is None:
         return {}
-    return {"sparsity": point.compress.sparsity, "bits": point.compress.bits}
+    c = point.compress
+    return {"sparsity": c.sparsity, "per_layer": c.per_layer, "rounds": c.rounds, "bits": c.bits}
 
 
 def bytes_compressed_known(point: spaces.Point, plan: arch.Plan | None = None) -> float:

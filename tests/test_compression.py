@@ -228,13 +228,14 @@ def test_compression_settings_are_checked():
 @pytest.mark.slow
 def test_a_sweep_varies_compression_and_keeps_the_files(tiny_space, tmp_path, capsys):
     """Compression settings as metaparameters: each row's file is in the sweep folder, its
-    size is bytes_compressed, and decoding it gives compressed_accuracy."""
+    size is bytes_compressed, and decoding it gives compressed_accuracy. The pruned point
+    prunes each layer at its own rate, allocated from a scan of the trained network."""
     from explorer import results
 
     space = tiny_space(
         "squeezed",
         base_e="16",
-        extra="compress: {sparsity: {values: [0.0, 0.6]}, bits: 4}",
+        extra="compress: {sparsity: {values: [0.0, 0.6]}, per_layer: true, bits: 4}",
         search="{method: grid, seeds: 1, onnx_latency: false}",
     )
     space.write_text(
@@ -247,12 +248,18 @@ def test_a_sweep_varies_compression_and_keeps_the_files(tiny_space, tmp_path, ca
     assert cli.main(["sweep", str(space), "--output", str(out)]) == 0
     table = results.load(out).set_index("sparsity")
     assert list(table.index) == [0.0, 0.6] and (table["status"] == "ok").all(), table["error"]
-    assert (table["bits"] == 4).all()
+    assert (table["bits"] == 4).all() and table["per_layer"].all() and (table["rounds"] == 1).all()
     for sparsity, row in table.iterrows():
         path = out / row["compressed_file"]
         assert path.stat().st_size == row["bytes_compressed"]
         decoded = sqzfile.read(path)
         assert decoded.meta["compression"]["sparsity"] == sparsity
+        kernels = [np.asarray(k) for k in jax.tree.leaves(decoded.params) if k.ndim == 4]
+        zeros = [float((k == 0).mean()) for k in kernels]
+        if sparsity:  # each layer its own rate; all of them together the asked sparsity
+            assert max(zeros) - min(zeros) > 0.1, zeros  # uniform pruning: all within 0.03
+            pruned = sum((k == 0).sum() for k in kernels) / sum(k.size for k in kernels)
+            assert pruned == pytest.approx(sparsity, abs=0.02)
         capsys.readouterr()
         assert cli.main(["evaluate", str(path)]) == 0
         top1 = float(re.search(r"top-1 (\d+\.\d+)%", capsys.readouterr().out)[1])

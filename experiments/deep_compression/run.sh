@@ -23,11 +23,11 @@ for setting in "0.33 8 2 0.1" "0.33 6 2 0.1" "0.5 5 2 0.1" "0.6 4 4 0.3" "0.5 4 
       --lr-scale "$4" --finetune-epochs 1 --out "$out" --json "${out%.sqz}.json"
   fi
 done
-# Toward 20x: 80-85% sparsity, uniform or per layer (rates allocated from a sensitivity scan
+# Toward 20x and 30x: 80-90% sparsity, uniform or per layer (rates allocated from a sensitivity scan
 # of the trained network on 2,000 training images, kept in sensitivity.json), reached at once
 # or in gradual prune-retrain rounds, every retraining at the full rate.
 # sparsity bits rounds epochs-per-round per-layer(1/0)
-for setting in "0.8 4 3 2 1" "0.8 4 1 6 0" "0.85 4 3 2 1"; do
+for setting in "0.8 4 3 2 1" "0.8 4 1 6 0" "0.85 4 3 2 1" "0.9 4 3 2 1"; do
   set -- $setting
   name=squeezenet1_1-sp$(python3 -c "print(round(100 * $1))")-b$2-$3x$4
   extra=()

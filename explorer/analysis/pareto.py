@@ -17,7 +17,7 @@ from explorer.results import DIRECTIONS, Direction
 # Metaparameter columns of results.SCHEMA: the preset a point starts from, then
 # every ArchSpec field (architecture.FIELDS), in the order the schema lists them.
 # Deep Compression's settings come last: the same network compressed two ways is two models.
-METAPARAMETERS: tuple[str, ...] = ("base", *FIELDS, "sparsity", "bits")
+METAPARAMETERS: tuple[str, ...] = ("base", *FIELDS, "sparsity", "per_layer", "rounds", "bits")
 
 # What identifies one architecture trained under one recipe on one data set: the
 # rows that share these are seeds of the same model.
