@@ -112,8 +112,9 @@ def test_ehvi_sweep_on_the_cluster_trains_its_budget_and_resumes(ray_cluster, ti
 
 
 def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, tmp_path):
+    # four seeds of one network, one trial each: the same compiled programs four times
     space = tiny_space(
-        "resumable", base_e="{values: [8, 12, 16, 20]}", epochs=3, search="{method: grid, seeds: 1}"
+        "resumable", base_e=8, epochs=3, search="{method: grid, seeds: 4, vmap_seeds: false}"
     )
     space.write_text(space.read_text().replace("train_size: 512", "train_size: 2048"))
     out = tmp_path / "sweep"
@@ -160,7 +161,7 @@ def test_kill_9_then_resume_loses_and_retrains_nothing(ray_cluster, tiny_space, 
     assert again.returncode == 0, text
     assert f"{len(before)} already done" in text
     table = results.load(out).set_index("trial_id")
-    assert sorted(table.index) == [f"resumable-p{p:04d}-s0" for p in range(4)]
+    assert sorted(table.index) == [f"resumable-p0000-s{s}" for s in range(4)]
     assert (table["status"] == "ok").all()
     # the trial the driver left running went on from its last checkpoint
     assert table.loc[cut, "resumed_from_epoch"] >= 1, table["resumed_from_epoch"]

@@ -142,9 +142,7 @@ def test_report_input_errors_are_one_line(tmp_path, capsys, content, expected):
 def test_sigterm_keeps_rows_then_resume_mends_a_corrupt_row_and_retries_failed(
     tiny_space, tmp_path
 ):
-    space = tiny_space(
-        "mend", base_e="{values: [8, 12, 16, 20]}", search="{method: grid, seeds: 1}"
-    )
+    space = tiny_space("mend", base_e=8, search="{method: grid, seeds: 4, vmap_seeds: false}")
     out = tmp_path / "sweep"
     row_dir = out / "rows"
     cmd = [sys.executable, "-m", "explorer.cli", "sweep", str(space), "--output", str(out)]
@@ -168,24 +166,24 @@ def test_sigterm_keeps_rows_then_resume_mends_a_corrupt_row_and_retries_failed(
 
     # What a crash and a careless user leave: a corrupt row, a dead sweep's lock
     # note, and a failed row whose cause has been fixed.
-    (row_dir / "mend-p0003-s0.parquet").write_bytes(b"half a row")
+    (row_dir / "mend-p0000-s3.parquet").write_bytes(b"half a row")
     (out / ".lock").write_text(json.dumps({"host": "elsewhere", "pid": 999999}))
     s = spaces.load(space)
-    failed = {**rows.base_row(s, spaces.points(s)[2], 0), "status": "failed", "error": "OOM"}
+    failed = {**rows.base_row(s, spaces.points(s)[0], 2), "status": "failed", "error": "OOM"}
     results.write_row(out, failed)
-    untouched = {f.name: f.read_bytes() for f in kept if f.stem not in ("mend-p0002-s0",)}
-    untouched.pop("mend-p0003-s0.parquet", None)
+    untouched = {f.name: f.read_bytes() for f in kept if f.stem not in ("mend-p0000-s2",)}
+    untouched.pop("mend-p0000-s3.parquet", None)
 
     again = subprocess.run(
         [*cmd, "--retry-failed"], cwd=ROOT, capture_output=True, text=True, timeout=600
     )
     assert again.returncode == 0, again.stderr
-    assert "mend-p0003-s0.parquet: unreadable row" in again.stderr
+    assert "mend-p0000-s3.parquet: unreadable row" in again.stderr
     table = results.load(out).set_index("trial_id")
-    assert sorted(table.index) == [f"mend-p{p:04d}-s0" for p in range(4)]
+    assert sorted(table.index) == [f"mend-p0000-s{s}" for s in range(4)]
     assert (table["status"] == "ok").all() and (table["attempts"] == 1).all()
-    assert (row_dir / "corrupt" / "mend-p0003-s0.parquet").exists()
-    assert (row_dir / "replaced" / "mend-p0002-s0.parquet").exists()
+    assert (row_dir / "corrupt" / "mend-p0000-s3.parquet").exists()
+    assert (row_dir / "replaced" / "mend-p0000-s2.parquet").exists()
     for name, data in untouched.items():  # finished rows: not trained again
         assert (row_dir / name).read_bytes() == data
     final = pd.read_parquet(out / "results.parquet")
