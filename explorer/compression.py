@@ -156,7 +156,7 @@ class Result:
     bytes_compressed: int
     bytes_f32: int
     accuracy_before: float
-    accuracy_pruned: float  # after pruning, before retraining
+    accuracy_pruned: float  # after the (first round's) pruning, before its retraining
     accuracy_retrained: float
     accuracy_shared: float  # after k-means, before fine-tuning the centroids
     compressed_accuracy: float  # of the parameters decoded from the file

@@ -19,6 +19,9 @@ from explorer import devices  # noqa: E402
 # Two XLA CPU devices, as the CLI makes on a 2-core machine: the trainer's tests
 # run the batch split over devices (one device is tested against it).
 devices.split_cpu(2)
+# The tests' own compiles use the cache too, as the CLI's do: a program compiled by an
+# earlier test (or an earlier run) loads from disk.
+devices.compilation_cache(os.environ["EXPLORER_CACHE_DIR"])
 
 import signal  # noqa: E402
 import socket  # noqa: E402

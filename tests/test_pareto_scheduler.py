@@ -136,6 +136,7 @@ def test_a_live_sweep_with_the_pareto_scheduler(tiny_space, tmp_path):
     assert (ok["epochs_done"] == 4).all() and len(ok) >= 1
     stopped = table[table["status"] == "stopped"]
     assert len(stopped) >= 1 and stopped["epochs_done"].isin([1, 3]).all()  # at rungs only
+    assert stopped["error"].str.contains("dominated by networks").all()  # and says why
     assert table.loc["paretolive-p0000-s0", "status"] == "ok"  # the smallest: never stopped
     # the report says what the scheduler saved
     from explorer.analysis.report import summary

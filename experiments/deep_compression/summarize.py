@@ -44,7 +44,8 @@ def coded_bits(r: dict) -> list[str]:
 
 def markdown(table: list[dict]) -> str:
     head = ["file", "sparsity", "bits", "bytes", "x smaller", "paper x", "top-1 %"]
-    head += ["lost (pts)", "pruned %", "retrained %", "shared %", "bits/index", "bits/position"]
+    head += ["lost (pts)", "pruned % (round 1)", "retrained %", "shared %"]
+    head += ["bits/index", "bits/position"]
     head += ["retrain", "minutes"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in table:

@@ -16,7 +16,6 @@ import sys
 from itertools import combinations
 from pathlib import Path
 
-import numpy as np
 import pandas as pd
 from scipy import stats
 
