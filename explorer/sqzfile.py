@@ -238,8 +238,15 @@ def read(path: str | Path, spec: arch.ArchSpec | None = None) -> Decoded:
         raise CompressionError(f"{path}: format {fmt}; this program reads format {FORMAT}")
     if head_len > MAX_HEADER:
         raise CompressionError(f"{path}: header of {head_len:,} bytes; corrupt")
+    unzip = zlib.decompressobj()
     try:
-        meta = json.loads(zlib.decompress(r.take(head_len), bufsize=MAX_HEADER))
+        text = unzip.decompress(r.take(head_len), MAX_HEADER)  # at most: zlib bombs
+    except zlib.error as e:
+        raise CompressionError(f"{path}: its header is not a compressed network's ({e})") from None
+    if unzip.unconsumed_tail:
+        raise CompressionError(f"{path}: header over {MAX_HEADER:,} bytes unpacked; corrupt")
+    try:
+        meta = json.loads(text)
         bits, sparse = int(meta["bits"]), bool(meta["sparse"])
         layers = [(str(x["path"]), tuple(int(d) for d in x["shape"]), int(x["kept"]), int(x["k"]),
                    int(x.get("index_bits", 0))) for x in meta["layers"]]  # fmt: skip

@@ -190,6 +190,21 @@ def test_a_consistent_file_with_a_lying_header_is_refused(a_file, tmp_path):
         sqzfile.read(path)
 
 
+def test_a_header_that_unpacks_to_gigabytes_is_refused_unpacked(a_file, tmp_path):
+    """A small header that zlib would inflate a thousandfold stops at sqzfile.MAX_HEADER."""
+    import struct
+    import zlib
+
+    path, blob = tmp_path / "bomb.sqz", a_file
+    (n,) = struct.unpack("<I", blob[5:9])
+    bomb = zlib.compress(b" " * (50 * sqzfile.MAX_HEADER), 9)
+    assert len(bomb) < sqzfile.MAX_HEADER  # passes the packed length check
+    body = b"SQZC" + struct.pack("<BI", 1, len(bomb)) + bomb + blob[9 + n : -4]
+    path.write_bytes(body + struct.pack("<I", zlib.crc32(body)))
+    with pytest.raises(sqzfile.CompressionError, match="header over 1,048,576 bytes unpacked"):
+        sqzfile.read(path)
+
+
 def test_compress_then_evaluate_through_the_cli(trained, tmp_path, capsys):
     out, record = tmp_path / "small.sqz", tmp_path / "c.json"
     argv = ["compress", str(trained["folder"]), "--sparsity", "0.5", "--bits", "4"]
