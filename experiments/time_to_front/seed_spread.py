@@ -56,13 +56,13 @@ def main() -> None:
     bench = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "bench"
     more = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE / "bench_seeds"
     wide = table(bench, more)
-    seeds = list(wide.columns)
+    seeds = [int(s) for s in wide.columns]
     spread = wide.std(axis=1, ddof=1)
     print(f"{len(wide)} architectures with seeds {seeds} (final top-1, 5 epochs on 4k images)")
     print(
         f"seed spread (std over seeds, points of top-1): median {100 * spread.median():.2f}, "
         f"mean {100 * spread.mean():.2f}, max {100 * spread.max():.2f}; "
-        f"range over seeds median {100 * (wide.max(1) - wide.min(1)).median():.2f}"
+        f"range over seeds median {100 * (wide.max(axis=1) - wide.min(axis=1)).median():.2f}"
     )
     print(
         f"spread between architectures (std of the seed means): "
