@@ -51,8 +51,6 @@ CONTINUE, PAUSE, STOP = "continue", "pause", "stop"
 # beats (an optimistic stand-in; docs/compression.md).
 LEARNED = ("accuracy", "compressed_accuracy", "int8_accuracy", "top5")
 
-REASON = "scheduler_reason"  # the result key that says why a trial was paused or stopped
-
 
 def rungs(max_t: int, grace: int = 1, eta: int = 3) -> list[int]:
     """The epochs at which trials are judged: grace, grace*eta, ... below max_t."""
@@ -94,6 +92,7 @@ class ParetoRungs:
         # trial -> (rung, optimistic self, value at the rung)
         self.paused: dict[str, tuple[int, Seen, float]] = {}
         self.stopped: set[str] = set()
+        self.why: dict[str, str] = {}  # trial -> why it was stopped or paused, in words
         self.sign = 1.0 if objectives[learned] == "max" else -1.0  # learned, maximised
         self.known = {k: d for k, d in objectives.items() if k != learned}
         self.rungs = rungs(max_t, grace, eta)
@@ -119,12 +118,15 @@ class ParetoRungs:
         hope = Seen(known, value + self.margin(curve, t))
         if self._beaten(t, value, hope):
             self.stopped.add(trial)
+            self.why[trial] = f"stopped at epoch {t}: dominated by networks that finished"
             return STOP
         if dominated(hope, self._training_at(t, trial)):
             if not self.pause:
                 self.stopped.add(trial)
+                self.why[trial] = f"stopped at epoch {t}: dominated by networks still training"
                 return STOP
             self.paused[trial] = (t, hope, value)
+            self.why[trial] = f"paused at epoch {t}: dominated by networks still training"
             return PAUSE
         return CONTINUE
 
@@ -269,6 +271,9 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             self.rungs = ParetoRungs(objectives, max_t, learned=learned, pause=pause)
             self.trials: dict[str, Trial] = {}
             self.promote: list[str] = []
+            # Tune id -> why the trial was paused or stopped, in words; the row writer
+            # puts it in the trial's rows (explorer.sweep_rows)
+            self.why = self.rungs.why
 
         def set_search_properties(self, metric, mode, **spec) -> bool:
             return True  # the objectives come from the space, not from Tune's metric
@@ -281,10 +286,9 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             if result.get("done"):
                 return TrialScheduler.CONTINUE
             decision = self.rungs.on_result(trial.trial_id, t, result)
-            if decision == PAUSE:
-                _say(result, f"paused at epoch {t}: dominated by networks still training")
-                return TrialScheduler.PAUSE
-            return TrialScheduler.STOP if decision == STOP else TrialScheduler.CONTINUE
+            if decision == CONTINUE:
+                return TrialScheduler.CONTINUE
+            return TrialScheduler.PAUSE if decision == PAUSE else TrialScheduler.STOP
 
         def on_trial_complete(self, tune_controller, trial, result):
             if result:
@@ -300,8 +304,7 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             for tid in stop:
                 trial = self.trials.get(tid)
                 if trial is not None and trial.status == Trial.PAUSED:
-                    why = "paused, then stopped: dominated by networks that finished"
-                    _say(trial.last_result, why)
+                    self.why[tid] = "paused, then stopped: dominated by networks that finished"
                     tune_controller.stop_trial(trial)
             self.promote += [t for t in promote if t not in self.promote]
 
@@ -326,10 +329,3 @@ def make(objectives: dict[str, str], max_t: int, time_attr: str = "epoch", pause
             return None
 
     return ParetoScheduler()
-
-
-def _say(result: dict | None, why: str) -> None:
-    """Leave the scheduler's reason in a trial's result; the row writer puts it in the
-    trial's rows (explorer.sweep_rows)."""
-    if result is not None:
-        result[REASON] = why

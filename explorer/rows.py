@@ -244,12 +244,6 @@ def stamped(row: dict) -> dict:
     return {**row, "finished_at": pd.Timestamp.now(tz="UTC"), "versions": versions()}
 
 
-def explain(rows: list[dict], why: str) -> None:
-    """Put a scheduler's reason in each row's error, in place (rows of a Tune result)."""
-    for row in rows:
-        row["error"] = why
-
-
 def compress_fields(point: spaces.Point) -> dict:
     """Deep Compression's settings columns (none when the point is not compressed)."""
     if point.compress is None:

@@ -240,7 +240,8 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         )
         if scheduler is not None and tune_cfg.metric is None:
             tune_cfg.metric, tune_cfg.mode = "accuracy", "max"
-        writer = RowWriter(out, space, total, len(done), first_index=n_done)
+        reasons = getattr(scheduler, "why", None)  # the Pareto scheduler says why it stopped
+        writer = RowWriter(out, space, total, len(done), first_index=n_done, reasons=reasons)
         run_cfg = tune.RunConfig(
             name="tune",
             storage_path=storage,

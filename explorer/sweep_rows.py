@@ -16,7 +16,7 @@ from pathlib import Path
 
 from ray import tune
 
-from explorer import pareto_scheduler, results, rows, sweep_folder
+from explorer import results, rows, sweep_folder
 from explorer import space as spaces
 
 
@@ -24,9 +24,17 @@ class RowWriter(tune.Callback):
     """Writes each finished trial's rows (on the driver) and prints progress."""
 
     def __init__(
-        self, out: Path, space: spaces.Space, total: int, done_before: int, first_index: int = 0
+        self,
+        out: Path,
+        space: spaces.Space,
+        total: int,
+        done_before: int,
+        first_index: int = 0,
+        reasons: dict[str, str] | None = None,
     ):
         self.out, self.space, self.total = out, space, total
+        # Tune's trial id -> why the scheduler paused or stopped it (a scheduler's own dict)
+        self.reasons = {} if reasons is None else reasons
         # a searcher's points are numbered here, in the order their trials start
         self.indices: dict[str, int] = {}
         self.next_index = first_index
@@ -134,10 +142,9 @@ class RowWriter(tune.Callback):
                 self.write_error = self.write_error or f"checkpoints.json: {e.strerror or e}"
 
     def on_trial_complete(self, iteration, trials, trial, **info):
-        last = trial.last_result or {}
-        ended = last.get("rows")
-        if ended and last.get(pareto_scheduler.REASON):
-            rows.explain(ended, last[pareto_scheduler.REASON])
+        ended = (trial.last_result or {}).get("rows")
+        if ended and ended[0]["status"] == "stopped" and trial.trial_id in self.reasons:
+            ended = rows.ended(ended, "stopped", self.reasons[trial.trial_id])
         if not ended:
             ended = self._rows_for(trial, "failed", "trial ended without reporting a result")
         kept = self._keep_files(ended, trial, (trial.last_result or {}).get("files") or {})

@@ -17,7 +17,6 @@ from explorer import (
     commands,
     complexity,
     console,
-    pareto_scheduler,
     results,
     rows,
     search,
@@ -141,10 +140,11 @@ def test_the_row_writer_writes_a_finished_trials_rows_with_the_schedulers_reason
     base = [rows.base_row(space, point, s, arch.plan(point.arch)) for s in (0, 1)]
     epoch = {"epoch": 1, **{m: [0.6, 0.7] for m in rows.EPOCH_METRICS}}
     result = {"epoch": 1, "rows": rows.stopped(base, epoch, "here")}
-    said = "paused, then stopped: dominated by networks that finished"
-    result[pareto_scheduler.REASON] = said  # as the scheduler leaves it
-    writer = RowWriter(tmp_path, space, total=4, done_before=0)
     trial = _trial(space, point, [0, 1], result)
+    said = "paused, then stopped: dominated by networks that finished"
+    scheduler = search.scheduler("pareto", {"accuracy": "max", "params": "min"}, epochs=3)
+    scheduler.why[trial.trial_id] = said  # as the scheduler says it
+    writer = RowWriter(tmp_path, space, total=4, done_before=0, reasons=scheduler.why)
     writer.on_trial_start(0, [trial], trial)
     writer.on_trial_complete(0, [trial], trial)
     table = results.load(tmp_path)

@@ -48,6 +48,7 @@ def test_a_dominated_large_network_is_stopped_at_its_first_rung():
     run(s, "small", 10_000, [0.80, 0.85, 0.88, 0.89, 0.90, 0.90, 0.91, 0.91, 0.91])
     said = run(s, "large", 100_000, [0.50, 0.51, 0.52])
     assert said == [STOP]  # larger and, even optimistically, less accurate
+    assert s.why["large"] == "stopped at epoch 1: dominated by networks that finished"
 
 
 def test_a_large_network_still_climbing_goes_on_a_flat_one_stops():
@@ -109,6 +110,7 @@ def test_without_checkpoints_a_dominated_network_stops_instead_of_pausing():
     s = rungs(min_margin=0.02, pause=False)
     s.on_result("a", 1, {"accuracy": 0.80, "bytes_int8": 20_000})
     assert s.on_result("b", 1, {"accuracy": 0.70, "bytes_int8": 30_000}) == STOP
+    assert s.why["b"] == "stopped at epoch 1: dominated by networks still training"
 
 
 def test_the_learned_metric_must_be_an_objective():

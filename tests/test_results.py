@@ -169,6 +169,5 @@ def test_the_driver_finishes_a_row_in_rows_alone():
     assert "compressed_file" not in failed
     kept = rows.finished(r, space.name, 7, 1, 2.0, compressed_file="f.sqz")
     assert (kept["compressed_file"], kept["wall_s"]) == ("f.sqz", 3.0)
-    said = [dict(r)]
-    rows.explain(said, "paused")
-    assert said[0]["error"] == "paused"
+    (said,) = rows.ended([r], "stopped", "paused at epoch 1")
+    assert (said["status"], said["error"]) == ("stopped", "paused at epoch 1") and "error" not in r
