@@ -32,8 +32,10 @@ browser:
 	@command -v chromium >/dev/null || { \
 		$(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq chromium; }
 
+# Two pytest workers: the end-to-end sweeps spend much of their time waiting on Ray
+# and on child processes, which the other worker fills (docs/performance.md).
 test: install data browser
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n 2 --dist loadgroup
 
 bench: install data
 	$(BIN)/python -m pip install -q -e '.[bench]'

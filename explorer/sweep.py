@@ -7,11 +7,10 @@ Ray runs in this process when no address is given, or joins a cluster with
 `--resume` starts trials only for what has no row yet, so after Ctrl-C or
 `kill -9` no finished trial is lost or trained twice.
 
-Before the first trial the data set is loaded here and, on a cluster, on every
-node, so a missing or corrupt data set is one error line, not a failed row per
-trial. Constraints are checked here too: a point over them becomes a `skipped`
-row. A trial that fails (NaN loss, an exception) becomes a `failed` row; one
-whose worker dies is retried `search.max_failures` times first.
+Before the first trial the data set is loaded here and, on a cluster, on every node,
+so a missing or corrupt data set is one error line, not a failed row per trial. A point
+over the constraints becomes a `skipped` row. A trial that fails (NaN loss, an
+exception) is a `failed` row; one whose worker dies is retried `max_failures` times.
 """
 
 from __future__ import annotations
@@ -240,8 +239,8 @@ def _fit(space, out, configs, done, total, n_done, settings, max_concurrent, *, 
         )
         if scheduler is not None and tune_cfg.metric is None:
             tune_cfg.metric, tune_cfg.mode = "accuracy", "max"
-        reasons = getattr(scheduler, "why", None)  # the Pareto scheduler says why it stopped
-        writer = RowWriter(out, space, total, len(done), first_index=n_done, reasons=reasons)
+        why = getattr(scheduler, "why", None)  # the Pareto scheduler's reasons, for the rows
+        writer = RowWriter(out, space, total, len(done), n_done, why)
         run_cfg = tune.RunConfig(
             name="tune",
             storage_path=storage,

@@ -182,9 +182,10 @@ def test_the_keeper_saves_on_its_epochs_and_restores_every_seed(write_space, tmp
     point = spaces.Point(point.index, point.arch, point.recipe.model_copy(update={"epochs": 3}),
                          point.values)  # fmt: skip
     data = datasets.load("fashion_mnist", None, 64, 64)
-    model = models.build(arch.plan(point.arch))
-    params = [model.init(jax.random.key(s), np.zeros((1, 28, 28, 1)), train=False)["params"]
-              for s in (0, 1)]  # fmt: skip
+    shapes = models.param_shapes(models.build(arch.plan(point.arch)))  # traced, not compiled
+    rng = np.random.default_rng(0)
+    params = [jax.tree.map(lambda s: rng.standard_normal(s.shape, np.float32), shapes)
+              for _ in (0, 1)]  # fmt: skip
     opt = optimizer(point.recipe, 1)
     states = lambda: [{"params": p, "opt": opt.init(p)} for p in params]  # noqa: E731
     keeper = Keeper(space, point, [0, 1], data)
