@@ -22,6 +22,7 @@ SQUEEZENET = FILES / "files" / "squeezenet1_1-sp50-b4-r6.sqz"
 FRONT = FILES / "front" / "broad_fire-p0003-s0-sp70-b4.sqz"
 LARGEST = FILES / "files" / "squeezenet1_1-sp33-b8.sqz"  # the most coded bits
 PER_LAYER = FILES / "files" / "squeezenet1_1-sp85-b4-3x2-pl.sqz"  # 25.6x, layers 0-95% pruned
+SMALLEST = FILES / "files" / "squeezenet1_1-sp90-b4-3x3-pl.sqz"  # 32.9x, 90% pruned
 
 
 # ---------------------------------------------------------------- the decoder
@@ -141,7 +142,7 @@ def _same(ours: dict, theirs: dict) -> None:
         assert np.array_equal(ours[p].view(np.uint32), np.asarray(a, np.float32).view(np.uint32))
 
 
-@pytest.mark.parametrize("path", [FRONT, SQUEEZENET, PER_LAYER], ids=lambda p: p.stem)
+@pytest.mark.parametrize("path", [FRONT, SQUEEZENET, PER_LAYER, SMALLEST], ids=lambda p: p.stem)
 def test_decodes_a_committed_file_as_sqzfile_does(path):
     from explorer import sqzfile
 

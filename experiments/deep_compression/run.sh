@@ -27,7 +27,7 @@ done
 # of the trained network on 2,000 training images, kept in sensitivity.json), reached at once
 # or in gradual prune-retrain rounds, every retraining at the full rate.
 # sparsity bits rounds epochs-per-round per-layer(1/0)
-for setting in "0.8 4 3 2 1" "0.8 4 1 6 0" "0.85 4 3 2 1" "0.9 4 3 2 1"; do
+for setting in "0.8 4 3 2 1" "0.8 4 1 6 0" "0.85 4 3 2 1" "0.9 4 3 2 1" "0.9 4 3 3 1"; do
   set -- $setting
   name=squeezenet1_1-sp$(python3 -c "print(round(100 * $1))")-b$2-$3x$4
   extra=()
