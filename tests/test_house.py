@@ -15,29 +15,29 @@ def _module_name(path: Path) -> str:
     return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
 
-def _imports(path: Path, modules: set[str], top_level_only: bool):
-    """(module imported, names taken from it) for each import of an explorer module."""
-    tree = ast.parse(path.read_text())
-    nodes = tree.body if top_level_only else ast.walk(tree)
-    for node in nodes:
+def _imports(tree: ast.Module, modules: set[str]):
+    """(module, the name it is bound to or None, names taken from it) for each import of
+    an explorer module, function-local ones included: they defer an arrow, they do not
+    remove it."""
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             for alias in node.names:
                 if alias.name in modules:
-                    yield alias.name, []
+                    yield alias.name, alias.asname, []
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             for alias in node.names:
                 child = f"{node.module}.{alias.name}"
                 if child in modules:  # `from explorer import rows`
-                    yield child, []
+                    yield child, alias.asname or alias.name, []
                 elif node.module in modules:  # `from explorer.rows import trained`
-                    yield node.module, [alias.name]
+                    yield node.module, None, [alias.name]
 
 
 def _graph() -> dict[str, set[str]]:
     files = {_module_name(p): p for p in PACKAGE.rglob("*.py")}
     modules = set(files)
     return {
-        name: {m for m, _ in _imports(path, modules, top_level_only=False)} - {name}
+        name: {m for m, _, _ in _imports(ast.parse(path.read_text()), modules)} - {name}
         for name, path in files.items()
     }
 
@@ -80,7 +80,6 @@ def test_tarjan_finds_a_planted_circle():
 
 
 def test_explorers_modules_import_one_another_without_a_circle():
-    # function-local imports count: they defer an import, they do not remove the arrow
     graph = _graph()
     assert len(graph) > 30 and sum(map(len, graph.values())) > 100  # it read the package
     assert _circles(graph) == []
@@ -89,22 +88,9 @@ def test_explorers_modules_import_one_another_without_a_circle():
 def _private_uses(path: Path, modules: set[str]) -> list[str]:
     """`from explorer.x import _y` and `x._y` where x is an explorer module."""
     tree = ast.parse(path.read_text())
-    aliases = {}  # the local name of each explorer module imported
-    for node in ast.walk(tree):
-        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            for alias in node.names:
-                if f"{node.module}.{alias.name}" in modules:
-                    aliases[alias.asname or alias.name] = f"{node.module}.{alias.name}"
-        elif isinstance(node, ast.Import):
-            for alias in node.names:
-                if alias.name in modules and alias.asname:
-                    aliases[alias.asname] = alias.name
-    found = [
-        f"{m}.{n}"
-        for m, names in _imports(path, modules, top_level_only=False)
-        for n in names
-        if n.startswith("_")
-    ]
+    imports = list(_imports(tree, modules))
+    aliases = {local: m for m, local, _ in imports if local}  # local name -> module
+    found = [f"{m}.{n}" for m, _, names in imports for n in names if n.startswith("_")]
     for node in ast.walk(tree):
         if (
             isinstance(node, ast.Attribute)
