@@ -35,7 +35,6 @@ import numpy as np
 
 from explorer import architecture as arch
 from explorer import pruning, sqzfile
-from explorer.pruning import apply_masks, prune_masks  # the pruning step, as callers know it
 from explorer.recipe import Compression, Recipe
 from explorer.sqzfile import flat, unflat
 
@@ -210,13 +209,13 @@ def compress(
     note("trained", before)
     rates = layer_rates(spec, recipe, data, params, how, scanned, settings)
     tuned = _tuning(recipe, how)
-    pruned, masks = params, prune_masks(params, {})
+    pruned, masks = params, pruning.prune_masks(params, {})
     acc_pruned = acc_retrained = before
     steps = pruning.rounds(rates, how.rounds) if how.sparsity else []
     for j, step in enumerate(steps, 1):
         tag = f" {j}/{len(steps)}" if len(steps) > 1 else ""
-        masks = prune_masks(pruned, step)  # what an earlier round pruned is 0: pruned again
-        pruned = apply_masks(pruned, masks)
+        masks = pruning.prune_masks(pruned, step)  # what an earlier round pruned is 0: pruned again
+        pruned = pruning.apply_masks(pruned, masks)
         acc_retrained = top1(pruned)
         acc_pruned = acc_pruned if j > 1 else acc_retrained
         note("pruned" + tag, acc_retrained)
@@ -225,7 +224,7 @@ def compress(
             got, acc_retrained = _trained(
                 plan, retrain, data, seed, settings, Trainable(pruned, wrap=masked(masks))
             )
-            pruned = apply_masks(got, masks)
+            pruned = pruning.apply_masks(got, masks)
             note("retrained" + tag, acc_retrained)
     shared, acc_shared = None, acc_retrained
     if how.bits:

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 from explorer import architecture as arch
-from explorer import cli, compression, models, rows, sqzfile, train
+from explorer import cli, compression, models, pruning, rows, sqzfile, train
 from explorer import data as datasets
 from explorer import space as spaces
 from explorer.recipe import Compression, Recipe
@@ -46,7 +46,7 @@ def _write(path, shared: compression.Shared, sparsity: float, bits: int) -> sqzf
 
 @pytest.mark.parametrize("sparsity", [0.33, 0.7])
 def test_each_layer_has_the_asked_sparsity_smallest_magnitudes_first(params, sparsity):
-    masks = compression.prune_masks(params, sparsity)
+    masks = pruning.prune_masks(params, sparsity)
     flat, keep = sqzfile.flat(params), sqzfile.flat(masks)
     for path, a in flat.items():
         if not path.endswith("/kernel"):
@@ -63,8 +63,8 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
 
     params, _, meta = checkpoints.restore(trained["folder"])
     recipe = Recipe.model_validate_json(meta["recipe"])
-    masks = compression.prune_masks(params, 0.6)
-    pruned = compression.apply_masks(params, masks)
+    masks = pruning.prune_masks(params, 0.6)
+    pruned = pruning.apply_masks(params, masks)
     acc_pruned = compression.evaluate(SMALL, recipe, fmnist, pruned)
     run = train.train_and_evaluate(
         arch.plan(SMALL),
@@ -84,8 +84,8 @@ def test_pruned_weights_stay_zero_through_retraining(trained, fmnist):
 
 @pytest.mark.parametrize("sparsity,bits", [(0.5, 4), (0.0, 3), (0.33, 0), (0.0, 0)])
 def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsity, bits):
-    masks = compression.prune_masks(params, sparsity)
-    pruned = compression.apply_masks(params, masks)
+    masks = pruning.prune_masks(params, sparsity)
+    pruned = pruning.apply_masks(params, masks)
     shared = compression.share(pruned, masks, bits) if bits else None
     path = tmp_path / "net.sqz"
     layout = _write(path, shared or compression.Shared.dense(pruned), sparsity, bits)
@@ -104,8 +104,8 @@ def test_the_file_decodes_to_exactly_the_shared_weights(params, tmp_path, sparsi
 @pytest.mark.parametrize("bits", [0, 4])
 def test_a_wholly_pruned_layer_decodes_to_zeros(params, tmp_path, bits):
     paths = [p for p in sqzfile.flat(params) if p.endswith("/kernel")]
-    masks = compression.prune_masks(params, {paths[1]: 1.0, paths[2]: 0.5})
-    pruned = compression.apply_masks(params, masks)
+    masks = pruning.prune_masks(params, {paths[1]: 1.0, paths[2]: 0.5})
+    pruned = pruning.apply_masks(params, masks)
     shared = compression.share(pruned, masks, bits) if bits else compression.Shared.dense(pruned)
     _write(tmp_path / "net.sqz", shared, 0.5, bits)
     got = sqzfile.flat(sqzfile.read(tmp_path / "net.sqz").params)
@@ -114,8 +114,8 @@ def test_a_wholly_pruned_layer_decodes_to_zeros(params, tmp_path, bits):
 
 
 def test_huffman_coded_size_is_the_files_payload(params, tmp_path):
-    masks = compression.prune_masks(params, 0.6)
-    shared = compression.share(compression.apply_masks(params, masks), masks, 5)
+    masks = pruning.prune_masks(params, 0.6)
+    shared = compression.share(pruning.apply_masks(params, masks), masks, 5)
     layout = _write(tmp_path / "net.sqz", shared, 0.6, 5)
     # each stream's length, counted independently: frequency x code length, whole bytes
     streams = [i[i >= 0] for i in shared.indices.values()]
@@ -134,8 +134,8 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
     from explorer import architecture as arch
     from explorer import complexity
 
-    masks = compression.prune_masks(params, 0.5)
-    shared = compression.share(compression.apply_masks(params, masks), masks, 4)
+    masks = pruning.prune_masks(params, 0.5)
+    shared = compression.share(pruning.apply_masks(params, masks), masks, 4)
     size = _write(tmp_path / "net.sqz", shared, 0.5, 4).total
     estimate = complexity.bytes_compressed_estimate(arch.plan(SMALL), 0.5, 4)
     assert 0.8 * size <= estimate <= 1.3 * size, (estimate, size)
@@ -148,8 +148,8 @@ def test_the_estimate_before_training_is_near_the_file(params, tmp_path):
 @pytest.fixture(scope="module")
 def a_file(params, tmp_path_factory):
     """The bytes of a compressed file (SMALL's initial weights, 50% pruned, 4 bits)."""
-    masks = compression.prune_masks(params, 0.5)
-    shared = compression.share(compression.apply_masks(params, masks), masks, 4)
+    masks = pruning.prune_masks(params, 0.5)
+    shared = compression.share(pruning.apply_masks(params, masks), masks, 4)
     path = tmp_path_factory.mktemp("file") / "net.sqz"
     _write(path, shared, 0.5, 4)
     return path.read_bytes()

@@ -14,7 +14,17 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from explorer import checkpoints, cli, compression, deploy, export, models, results, sqzfile
+from explorer import (
+    checkpoints,
+    cli,
+    compression,
+    deploy,
+    export,
+    models,
+    pruning,
+    results,
+    sqzfile,
+)
 from explorer import data as datasets
 from tests.test_export import SMALL
 
@@ -31,8 +41,8 @@ INT8 = re.compile(
 def _write_sqz(path, params, meta, sparsity: float, bits: int, pad_to: int | None = None):
     """The network's weights pruned and shared as `explorer compress` stores them (without
     its retraining); pad_to: codebooks padded to this many entries (a file of more bits)."""
-    masks = compression.prune_masks(params, sparsity)
-    shared = compression.share(compression.apply_masks(params, masks), masks, bits)
+    masks = pruning.prune_masks(params, sparsity)
+    shared = compression.share(pruning.apply_masks(params, masks), masks, bits)
     codebooks = shared.codebooks
     if pad_to:
         codebooks = {p: np.pad(np.asarray(c), (0, pad_to - len(c))) for p, c in codebooks.items()}

@@ -17,7 +17,7 @@ def test_each_layer_is_pruned_to_its_own_rate(scanned):
     paths = [p for p in sqzfile.flat(params) if p.endswith("/kernel")]
     rates = {p: r for p, r in zip(paths, np.linspace(0.1, 0.9, len(paths)), strict=True)}
     rates.pop(paths[0])  # a kernel not named keeps every weight
-    keep = sqzfile.flat(compression.prune_masks(params, rates))
+    keep = sqzfile.flat(pruning.prune_masks(params, rates))
     for path, a in sqzfile.flat(params).items():
         dropped = int((~keep[path]).sum())
         assert dropped == round(rates.get(path, 0.0) * a.size), path
@@ -97,7 +97,7 @@ def test_the_scan_prunes_one_layer_at_a_time_on_training_images(scanned):
     held = dataclasses.replace(data, x_test=data.x_train[-512:], y_test=data.y_train[-512:])
     assert got["base"] == compression.evaluate(spec, recipe, held, net)
     layer = max(got["layers"], key=lambda p: got["layers"][p]["size"])
-    alone = compression.apply_masks(net, compression.prune_masks(net, {layer: 0.95}))
+    alone = pruning.apply_masks(net, pruning.prune_masks(net, {layer: 0.95}))
     assert got["layers"][layer]["top1"]["0.95"] == compression.evaluate(spec, recipe, held, alone)
     assert set(got["layers"]) == {p for p in sqzfile.flat(net) if p.endswith("/kernel")}
 
