@@ -26,11 +26,10 @@ HERE = Path(__file__).resolve().parent
 OBJECTIVES = {"accuracy": "max", "bytes_int8": "min"}
 
 
-def table(bench: Path, more: Path) -> pd.DataFrame:
+def table(rows: pd.DataFrame) -> pd.DataFrame:
     """Final top-1 of every ok row: one row per point, one column per training seed."""
-    rows = pd.concat([results.load(bench), results.load(more)], ignore_index=True)
-    rows = rows[rows["status"] == "ok"]
-    wide = rows.pivot_table(index="point", columns="seed", values="accuracy")
+    ok = rows[rows["status"] == "ok"]
+    wide = ok.pivot_table(index="point", columns="seed", values="accuracy")
     return wide.dropna()  # the points with every seed
 
 
@@ -55,7 +54,10 @@ def fronts(rows: pd.DataFrame, points, seeds) -> dict[int, set[int]]:
 def main() -> None:
     bench = Path(sys.argv[1]) if len(sys.argv) > 1 else HERE / "bench"
     more = Path(sys.argv[2]) if len(sys.argv) > 2 else HERE / "bench_seeds"
-    wide = table(bench, more)
+    extra = results.load(more)
+    rows = pd.concat([results.load(bench), extra], ignore_index=True)
+    wide = table(rows)
+    agreement = icc(wide)
     seeds = [int(s) for s in wide.columns]
     spread = wide.std(axis=1, ddof=1)
     print(f"{len(wide)} architectures with seeds {seeds} (final top-1, 5 epochs on 4k images)")
@@ -66,12 +68,11 @@ def main() -> None:
     )
     print(
         f"spread between architectures (std of the seed means): "
-        f"{100 * wide.mean(axis=1).std(ddof=1):.2f} points; ICC(1) {icc(wide):.2f}"
+        f"{100 * wide.mean(axis=1).std(ddof=1):.2f} points; ICC(1) {agreement:.2f}"
     )
     for a, b in combinations(seeds, 2):
         rho = stats.spearmanr(wide[a], wide[b]).statistic
         print(f"rank correlation of seed {a} and seed {b}: {rho:.2f}")
-    rows = pd.concat([results.load(bench), results.load(more)], ignore_index=True)
     front = fronts(rows, wide.index, seeds)
     for a, b in combinations(seeds, 2):
         shared = len(front[a] & front[b])
@@ -86,9 +87,8 @@ def main() -> None:
     for s in seeds:
         recall = len(front[s] & mean_front) / len(mean_front)
         print(f"seed {s}'s front holds {recall:.0%} of the front of the {len(seeds)}-seed means")
-    wall = pd.concat([results.load(more)])["wall_s"]
-    print(f"seeds_rows={len(wall)} seeds_trial_hours={wall.sum() / 3600:.2f} "
-          f"icc={icc(wide):.3f} median_seed_std={spread.median():.4f}")  # fmt: skip
+    print(f"seeds_rows={len(extra)} seeds_trial_hours={extra['wall_s'].sum() / 3600:.2f} "
+          f"icc={agreement:.3f} median_seed_std={spread.median():.4f}")  # fmt: skip
 
 
 if __name__ == "__main__":
