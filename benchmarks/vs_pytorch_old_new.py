@@ -22,13 +22,18 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def run(tree: Path, args) -> dict[str, float]:
-    """One vs_pytorch.py run of a tree; its key=value figures."""
+def env_of(tree: Path) -> dict[str, str]:
+    """The environment that imports the tree's own package (checked once)."""
     env = {**os.environ, "PYTHONPATH": str(tree)}
     probe = [sys.executable, "-c", "import explorer; print(explorer.__file__)"]
     where = subprocess.run(probe, env=env, cwd=tree, capture_output=True, text=True, check=True)
     if not Path(where.stdout.strip()).is_relative_to(tree):  # the installed package won
         sys.exit(f"vs_pytorch_old_new: {tree} imports explorer from {where.stdout.strip()}")
+    return env
+
+
+def run(tree: Path, env: dict[str, str], args) -> dict[str, float]:
+    """One vs_pytorch.py run of a tree; its key=value figures."""
     cmd = [sys.executable, str(tree / "benchmarks" / "vs_pytorch.py"), "--rounds",
            str(args.rounds), "--steps", str(args.steps), "--models", args.models]  # fmt: skip
     out = subprocess.run(cmd, env=env, cwd=tree, capture_output=True, text=True, check=True)
@@ -50,9 +55,10 @@ def main() -> None:
                         args.rev], check=True)  # fmt: skip
         try:
             got: dict[str, list[dict]] = {"old": [], "new": []}
+            trees = {"old": (old, env_of(old)), "new": (ROOT, env_of(ROOT))}
             for i in range(args.pairs):
-                for name, tree in (("old", old), ("new", ROOT)):
-                    figures = run(tree, args)
+                for name, (tree, env) in trees.items():
+                    figures = run(tree, env, args)
                     got[name].append(figures)
                     ratios = " ".join(
                         f"{k}={v:.3f}" for k, v in figures.items() if k.startswith("ratio_")
@@ -66,9 +72,8 @@ def main() -> None:
     for k in keys:
         o = statistics.median(f[k] for f in got["old"])
         n = statistics.median(f[k] for f in got["new"])
-        spread = max(f[k] for f in got["new"] + got["old"]) - min(
-            f[k] for f in got["new"] + got["old"]
-        )
+        every = [f[k] for f in got["old"] + got["new"]]
+        spread = max(every) - min(every)
         print(f"{k}: old {o:.3f}, new {n:.3f}, new/old {n / o:.3f} (all runs span {spread:.3f})")
         summary.update({f"old_{k}": o, f"new_{k}": n, f"new_over_old_{k}": n / o})
     print(" ".join(f"{k}={v:.3f}" for k, v in summary.items()))
