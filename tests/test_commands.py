@@ -115,15 +115,6 @@ def test_the_scheduler_registry_builds_each_scheduler():
 
 
 # ---------------------------------------------------------------- sweep_rows
-def _space(write_space):
-    text = (
-        "name: rw\nbase: squeezenet1_1\ndataset: {name: fashion_mnist}\n"
-        "space: {conv1_filters: 8, base_e: {values: [8, 16]}, incr_e: 8}\n"
-        "search: {method: grid, seeds: 2}\n"
-    )
-    return spaces.load(write_space(text, "rw.yaml"))
-
-
 def _trial(space, point, seeds, last_result=None):
     trial = Trial("explorer", config={"index": point.index, "values": point.values,
                                       "seeds": seeds}, stub=True)  # fmt: skip
@@ -133,9 +124,9 @@ def _trial(space, point, seeds, last_result=None):
 
 
 def test_the_row_writer_writes_a_finished_trials_rows_with_the_schedulers_reason(
-    write_space, tmp_path
+    tiny_space, tmp_path
 ):
-    space = _space(write_space)
+    space = spaces.load(tiny_space("rw"))  # rw-p0000 and rw-p0001: base_e 8 and 16
     point = spaces.points(space)[1]
     base = [rows.base_row(space, point, s, arch.plan(point.arch)) for s in (0, 1)]
     epoch = {"epoch": 1, **{m: [0.6, 0.7] for m in rows.EPOCH_METRICS}}
@@ -154,8 +145,8 @@ def test_the_row_writer_writes_a_finished_trials_rows_with_the_schedulers_reason
     assert list(table.columns) == results.COLUMNS
 
 
-def test_a_trial_that_errors_before_reporting_becomes_failed_rows(write_space, tmp_path):
-    space = _space(write_space)
+def test_a_trial_that_errors_before_reporting_becomes_failed_rows(tiny_space, tmp_path):
+    space = spaces.load(tiny_space("rw"))  # rw-p0000 and rw-p0001: base_e 8 and 16
     point = spaces.points(space)[0]
     writer = RowWriter(tmp_path, space, total=4, done_before=0)
     trial = _trial(space, point, [1])
@@ -168,14 +159,14 @@ def test_a_trial_that_errors_before_reporting_becomes_failed_rows(write_space, t
 
 
 # ---------------------------------------------------------------- trial
-def test_the_keeper_saves_on_its_epochs_and_restores_every_seed(write_space, tmp_path):
+def test_the_keeper_saves_on_its_epochs_and_restores_every_seed(tiny_space, tmp_path):
     import jax
 
     from explorer import data as datasets
     from explorer import models
     from explorer.train import optimizer
 
-    space = _space(write_space)
+    space = spaces.load(tiny_space("rw"))  # rw-p0000 and rw-p0001: base_e 8 and 16
     space = space.__class__(**{**space.__dict__, "search": space.search.model_copy(
         update={"checkpoint_every": 2})})  # fmt: skip
     point = spaces.points(space)[0]
